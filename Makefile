@@ -1,0 +1,53 @@
+# The two commands a new user runs: `make demo` and `make test`.
+# Each creates .venv from scratch when it is missing.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENV84 := .venv-pytest84
+PIP_FLAGS := --disable-pip-version-check -q
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint types pytest pytest84 postgres clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -U pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[postgres]' --group test --group lint
+	touch $@
+
+$(VENV84)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV84)
+	$(VENV84)/bin/python -m pip install $(PIP_FLAGS) -U pip
+	$(VENV84)/bin/python -m pip install $(PIP_FLAGS) -e '.[postgres]' --group test 'pytest==8.4.*'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/pytest examples -p no:cacheprovider -v
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(VENV)/.installed
+	$(BIN)/mypy
+
+# PostgreSQL is installed (Debian's package) and started when missing.
+postgres:
+	bash scripts/ensure-postgres.sh >/dev/null
+
+pytest: $(VENV)/.installed postgres
+	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
+	  $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+pytest84: $(VENV84)/.installed postgres
+	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
+	  $(VENV84)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+test: lint types pytest pytest84
+
+clean:
+	rm -rf $(VENV) $(VENV84) .mypy_cache .ruff_cache .pytest_cache

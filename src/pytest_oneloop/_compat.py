@@ -1,0 +1,44 @@
+"""The one module that touches pytest's private internals.
+
+Covers pytest 8.4.x and 9.x. Everything else in the plugin uses the public
+API only, so a pytest upgrade that moves these names breaks this file alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from _pytest.fixtures import resolve_fixture_function as _resolve_fixture_function
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pytest
+
+
+def resolve_fixture_function(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Callable[..., Any]:
+    """The fixture's function, bound to the test's instance as pytest binds it."""
+    return _resolve_fixture_function(fixturedef, request)
+
+
+def test_arguments(item: pytest.Function) -> dict[str, Any]:
+    """The keyword arguments pytest itself would pass to the test function."""
+    funcargs = item.funcargs
+    return {name: funcargs[name] for name in item._fixtureinfo.argnames}  # noqa: SLF001
+
+
+def requesting_item(request: pytest.FixtureRequest) -> pytest.Item:
+    """The test item on whose behalf a fixture is being set up."""
+    item: pytest.Item = request._pyfuncitem  # noqa: SLF001
+    return item
+
+
+def set_fixture_function(fixturedef: pytest.FixtureDef[Any], func: Callable[..., Any]) -> None:
+    """Replace the function pytest calls to set the fixture up.
+
+    `FixtureDef.func` is final in pytest's annotations; swapping it for the
+    duration of `pytest_fixture_setup` is how async fixtures are run.
+    """
+    fixturedef.func = func  # type: ignore[misc]

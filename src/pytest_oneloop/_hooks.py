@@ -1,0 +1,152 @@
+"""Async tests and async fixtures, handed to the session runner.
+
+Context model: the fixtures' context is the context pytest itself runs in.
+A sync fixture that sets a ContextVar changes it directly; an async fixture
+runs in a copy, and what it set is copied back with `ContextVar.set`, whose
+tokens undo it when the fixture is torn down. A test runs in a fresh copy,
+so nothing it sets reaches the next test.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+import pytest
+
+from pytest_oneloop import _compat
+from pytest_oneloop._runner import AsyncFixtureError, get_runner
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterable
+
+_MISSING = object()
+_FOREIGN_MARKERS = ("anyio", "trio")
+
+
+def async_kind(func: object) -> Literal["coroutine", "asyncgen"] | None:
+    """Whether `func` is a coroutine function, an async generator function, or neither."""
+    if inspect.iscoroutinefunction(func):
+        return "coroutine"
+    if inspect.isasyncgenfunction(func):
+        return "asyncgen"
+    return None
+
+
+def is_foreign(item: pytest.Item) -> bool:
+    """Whether the test belongs to anyio's or trio's plugin rather than to us."""
+    if "anyio_backend" in getattr(item, "fixturenames", ()):
+        return True
+    return any(item.get_closest_marker(name) is not None for name in _FOREIGN_MARKERS)
+
+
+def _copy_back(
+    before: contextvars.Context, after: contextvars.Context
+) -> list[contextvars.Token[Any]]:
+    """Set in the current context what changed from `before` to `after`."""
+    return [
+        var.set(value) for var, value in after.items() if before.get(var, _MISSING) is not value
+    ]
+
+
+def _undo(tokens: Iterable[contextvars.Token[Any]]) -> None:
+    for token in reversed(list(tokens)):
+        token.var.reset(token)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an `async def` test as a task on the session loop."""
+    func = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(func) or is_foreign(pyfuncitem):
+        return None
+    __tracebackhide__ = True
+    coro = func(**_compat.test_arguments(pyfuncitem))
+    get_runner(pyfuncitem.config).run(coro, contextvars.copy_context())
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    """Swap an async fixture's function for a sync one that drives it on the loop."""
+    func = fixturedef.func
+    kind = async_kind(func)
+    if kind is None or is_foreign(_compat.requesting_item(request)):
+        return (yield)
+    bound = _compat.resolve_fixture_function(fixturedef, request)
+    if kind == "coroutine":
+        _compat.set_fixture_function(fixturedef, _coroutine_fixture(bound, fixturedef, request))
+    else:
+        _compat.set_fixture_function(fixturedef, _asyncgen_fixture(bound, fixturedef, request))
+    try:
+        return (yield)
+    finally:
+        _compat.set_fixture_function(fixturedef, func)
+
+
+def _check_not_running(request: pytest.FixtureRequest, name: str) -> None:
+    if get_runner(request.config).loop.is_running():
+        pytest.fail(
+            f"async fixture {name!r} was requested with request.getfixturevalue() "
+            "while the event loop is running (inside an async test or fixture). "
+            f"Request {name!r} as an argument of the test or fixture instead.",
+            pytrace=False,
+        )
+
+
+def _coroutine_fixture(
+    bound: Callable[..., Any],
+    fixturedef: pytest.FixtureDef[Any],
+    request: pytest.FixtureRequest,
+) -> Callable[..., Any]:
+    name = fixturedef.argname
+
+    def call_coroutine_fixture(**kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        _check_not_running(request, name)
+        before = contextvars.copy_context()
+        context = before.copy()
+        result = get_runner(request.config).run(bound(**kwargs), context)
+        tokens = _copy_back(before, context)
+        if tokens:
+            request.addfinalizer(lambda: _undo(tokens))
+        return result
+
+    return call_coroutine_fixture
+
+
+def _asyncgen_fixture(
+    bound: Callable[..., Any],
+    fixturedef: pytest.FixtureDef[Any],
+    request: pytest.FixtureRequest,
+) -> Callable[..., Generator[Any, None, None]]:
+    name = fixturedef.argname
+
+    def drive_asyncgen_fixture(**kwargs: Any) -> Generator[Any, None, None]:
+        __tracebackhide__ = True
+        _check_not_running(request, name)
+        before = contextvars.copy_context()
+        runner = get_runner(request.config)
+        try:
+            fixture = runner.start_asyncgen(bound(**kwargs), before.copy(), name)
+        except AsyncFixtureError as exc:
+            _fail_with_location(exc, bound)
+        tokens = _copy_back(before, fixture.context)
+        yield fixture.value
+        try:
+            fixture.finish()
+        except AsyncFixtureError as exc:
+            _fail_with_location(exc, bound)
+        finally:
+            _undo(tokens)
+
+    return drive_asyncgen_fixture
+
+
+def _fail_with_location(exc: AsyncFixtureError, func: Callable[..., Any]) -> NoReturn:
+    __tracebackhide__ = True
+    code = inspect.unwrap(func).__code__
+    pytest.fail(f"{exc}\n{code.co_filename}:{code.co_firstlineno}", pytrace=False)

@@ -1,0 +1,110 @@
+"""The pytest11 entry point `oneloop`: options, markers, the header line.
+
+The features live in their own modules, listed in `pytest_plugins`; they
+share state only through `config.stash`. `-p no:oneloop` disables them all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_oneloop._runner import (
+    STASH_KEY,
+    LoopSettings,
+    SessionRunner,
+    describe_loop,
+    load_loop_factory,
+)
+
+pytest_plugins = ["pytest_oneloop._hooks"]
+
+_PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
+
+PYTEST_ASYNCIO_CONFLICT = (
+    "oneloop: pytest-asyncio is active in this session too, and both plugins run "
+    "async tests. Choose one: pass '-p no:asyncio' to run with pytest-oneloop, "
+    "or '-p no:oneloop' to run with pytest-asyncio (for example in addopts), "
+    "or uninstall the one you do not use."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the command-line flags and ini options (all `oneloop_*`)."""
+    group = parser.getgroup("oneloop", "async tests on one event loop (pytest-oneloop)")
+    group.addoption(
+        "--loop-factory",
+        dest="oneloop_loop_factory",
+        metavar="MODULE:CALLABLE",
+        default=None,
+        help="Callable that makes the session's event loop, e.g. uvloop:new_event_loop. "
+        "Overrides the oneloop_loop_factory ini option.",
+    )
+    group.addoption(
+        "--asyncio-debug",
+        dest="oneloop_debug",
+        action="store_true",
+        default=None,
+        help="Run the session loop in asyncio debug mode (ini: oneloop_debug).",
+    )
+    parser.addini(
+        "oneloop_loop_factory",
+        "Callable that makes the session's event loop, as 'module:callable'.",
+        default="",
+    )
+    parser.addini(
+        "oneloop_debug",
+        "Run the session loop in asyncio debug mode.",
+        type="bool",
+        default=False,
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to share the session with pytest-asyncio, then prepare the runner."""
+    if any(config.pluginmanager.has_plugin(name) for name in _PYTEST_ASYNCIO_NAMES):
+        raise pytest.UsageError(PYTEST_ASYNCIO_CONFLICT)
+    config.addinivalue_line(
+        "markers",
+        "asyncio: accepted for compatibility with pytest-asyncio and ignored; "
+        "every async test runs on the session loop.",
+    )
+    config.stash[STASH_KEY] = SessionRunner(loop_settings(config))
+
+
+def loop_settings(config: pytest.Config) -> LoopSettings:
+    """The loop factory and debug flag, command line first, then ini."""
+    spec = config.getoption("oneloop_loop_factory") or config.getini("oneloop_loop_factory")
+    spec = spec.strip() if isinstance(spec, str) else ""
+    debug = config.getoption("oneloop_debug")
+    if debug is None:
+        debug = bool(config.getini("oneloop_debug"))
+    factory = load_loop_factory(spec) if spec else None
+    return LoopSettings(factory=factory, factory_spec=spec or None, debug=bool(debug))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line naming the loop in use, e.g. `oneloop: loop=... debug=False`."""
+    runner = config.stash[STASH_KEY]
+    settings = runner.settings
+    line = f"oneloop: loop={describe_loop(runner.loop)} debug={settings.debug}"
+    if settings.factory_spec:
+        line += f" factory={settings.factory_spec}"
+    return line
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Close the session loop once every fixture has been torn down."""
+    _close(session.config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the loop if the session ended before `pytest_sessionfinish`."""
+    _close(config)
+
+
+def _close(config: pytest.Config) -> None:
+    runner = config.stash.get(STASH_KEY, None)
+    if runner is not None:
+        runner.close()
