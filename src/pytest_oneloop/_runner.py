@@ -15,7 +15,9 @@ asyncio code.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -70,10 +72,15 @@ def load_loop_factory(spec: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return factory
 
 
-def describe_loop(loop: asyncio.AbstractEventLoop) -> str:
-    """`module.Class` of a loop, for the report header."""
-    cls = type(loop)
-    return f"{cls.__module__}.{cls.__qualname__}"
+def describe_factory(factory: Callable[[], asyncio.AbstractEventLoop] | None) -> str:
+    """What makes the loop, for the report header, without making one."""
+    if factory is None:
+        return (
+            "asyncio.SelectorEventLoop" if sys.platform != "win32" else "asyncio.ProactorEventLoop"
+        )
+    module = getattr(factory, "__module__", None) or type(factory).__module__
+    name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+    return f"{module}.{name}"
 
 
 class SessionRunner:
@@ -94,6 +101,13 @@ class SessionRunner:
             loop = self._loop = runner.get_loop()
             self._runner = runner
         return loop
+
+    def use_loop_factory(self, factory: Callable[[], asyncio.AbstractEventLoop], spec: str) -> None:
+        """Make the session loop with `factory`; only before the loop exists."""
+        if self._loop is not None:
+            msg = f"the session loop already exists; cannot switch to {spec!r}"
+            raise RuntimeError(msg)
+        self.settings = dataclasses.replace(self.settings, factory=factory, factory_spec=spec)
 
     @property
     def started(self) -> bool:

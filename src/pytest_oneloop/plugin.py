@@ -12,7 +12,7 @@ from pytest_oneloop._runner import (
     STASH_KEY,
     LoopSettings,
     SessionRunner,
-    describe_loop,
+    describe_factory,
     load_loop_factory,
 )
 
@@ -85,12 +85,8 @@ def loop_settings(config: pytest.Config) -> LoopSettings:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """One line naming the loop in use, e.g. `oneloop: loop=... debug=False`."""
-    runner = config.stash[STASH_KEY]
-    settings = runner.settings
-    line = f"oneloop: loop={describe_loop(runner.loop)} debug={settings.debug}"
-    if settings.factory_spec:
-        line += f" factory={settings.factory_spec}"
-    return line
+    settings = config.stash[STASH_KEY].settings
+    return f"oneloop: loop={describe_factory(settings.factory)} debug={settings.debug}"
 
 
 @pytest.hookimpl(trylast=True)
