@@ -42,3 +42,12 @@ def set_fixture_function(fixturedef: pytest.FixtureDef[Any], func: Callable[...,
     duration of `pytest_fixture_setup` is how async fixtures are run.
     """
     fixturedef.func = func  # type: ignore[misc]
+
+
+def option_names(parser: pytest.Parser) -> set[str]:
+    """Every option string registered so far, such as `-v` and `--verbose`.
+
+    pytest 9 keeps the anonymous group in `Parser._groups`, pytest 8.4 beside it.
+    """
+    groups = [parser._anonymous, *parser._groups]  # noqa: SLF001
+    return {name for group in groups for option in group.options for name in option.names()}

@@ -16,7 +16,7 @@ from pytest_oneloop._runner import (
     load_loop_factory,
 )
 
-pytest_plugins = ["pytest_oneloop._hooks"]
+pytest_plugins = ["pytest_oneloop._hooks", "pytest_oneloop._groups"]
 
 _PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
 
