@@ -1,0 +1,174 @@
+"""What the user configured for the database fixtures, and how it is shown.
+
+The URL comes from `--db-url`, the `ONELOOP_DB_URL` environment variable or
+the `oneloop_db_url` ini option; the schema from `oneloop_db_metadata`.
+Everything here that runs at start-up (the report header) works on plain
+strings, so SQLAlchemy is imported only once a DB fixture is set up. A URL
+is never shown with its password: `mask_url` and `scrub` are applied to every
+message that may contain one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import urllib.parse
+from typing import TYPE_CHECKING, NoReturn
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sqlalchemy import URL, MetaData
+
+ENV_URL = "ONELOOP_DB_URL"
+INI_URL = "oneloop_db_url"
+INI_METADATA = "oneloop_db_metadata"
+INSTALL_SQLALCHEMY = "pip install 'pytest-oneloop[sqlalchemy]'"
+INSTALL_POSTGRES = "pip install 'pytest-oneloop[postgres]'"
+URL_HELP = (
+    "Expected dialect+driver://user:password@host:port/database with an async driver, "
+    "e.g. postgresql+asyncpg://user:password@localhost/test or sqlite+aiosqlite:///test.db"
+)
+NO_METADATA = (
+    "oneloop: the database fixtures need the tables to create, and none are configured. "
+    f"Set the ini option {INI_METADATA} = package.module:Base (a DeclarativeBase or a "
+    "MetaData), or override the db_metadata fixture in conftest.py."
+)
+
+# Everything between "user:" and the last "@" is the password: overmasking
+# an odd URL is better than leaking part of a password that contains "@".
+_USERINFO = re.compile(
+    r"^(?P<head>[^:/?#]+://[^:/?#@]*):(?P<password>.*)@(?P<tail>[^@]*)$", re.DOTALL
+)
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the DB test being set up with `message` alone, without a traceback.
+
+    A traceback would show function arguments, and some of them hold the URL.
+    """
+    __tracebackhide__ = True
+    pytest.fail(message, pytrace=False)
+
+
+def mask_url(url: str | URL) -> str:
+    """`url` as text with its password replaced by `***`."""
+    text = _USERINFO.sub(r"\g<head>:***@\g<tail>", str(url))
+    return _QUERY_PASSWORD.sub(r"\g<key>***", text)
+
+
+def secrets_of(url: str | URL) -> list[str]:
+    """The password of `url` in the forms it may take in a message."""
+    text = str(url) if isinstance(url, str) else url.render_as_string(hide_password=False)
+    found = [match["password"] for match in [_USERINFO.match(text)] if match]
+    found += [
+        value for key, value in urllib.parse.parse_qsl(text.partition("?")[2]) if key == "password"
+    ]
+    forms = {form for secret in found for form in _forms(secret)}
+    return sorted((form for form in forms if form and form != "***"), key=len, reverse=True)
+
+
+def _forms(secret: str) -> Iterable[str]:
+    yield secret
+    yield urllib.parse.unquote(secret)
+    yield urllib.parse.quote(secret, safe="")
+    yield urllib.parse.quote_plus(secret)
+
+
+def scrub(text: str, url: str | URL) -> str:
+    """`text` with every occurrence of the password of `url` replaced by `***`."""
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def configured_url(config: pytest.Config) -> str | None:
+    """The URL the user configured: `--db-url`, then the environment, then the ini file."""
+    for value in (
+        config.getoption("oneloop_db_url", None),
+        os.environ.get(ENV_URL),
+        config.getini(INI_URL),
+    ):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def require(*modules: str) -> None:
+    """Fail with the install command when a module of the extra cannot be imported."""
+    __tracebackhide__ = True
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            fail(
+                f"oneloop: the database fixtures need {module!r}, which cannot be imported "
+                f"({exc}). Install the extra: {INSTALL_SQLALCHEMY}"
+            )
+
+
+def parse_url(value: str | URL) -> URL:
+    """`value` as a SQLAlchemy URL, or a failure that shows it masked."""
+    __tracebackhide__ = True
+    require("sqlalchemy")
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(value)
+    except (ArgumentError, ValueError) as exc:
+        problem = scrub(str(exc), value)
+        fail(f"oneloop: invalid database URL {mask_url(value)!r}: {problem}. {URL_HELP}")
+
+
+def resolve_url(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> URL:
+    """The configured URL, else a new SQLite file in pytest's temporary directory."""
+    __tracebackhide__ = True
+    value = configured_url(config)
+    if value is None:
+        path = tmp_path_factory.mktemp("oneloop-db") / "test.db"
+        value = f"sqlite+aiosqlite:///{path}"
+    return parse_url(value)
+
+
+def load_metadata(config: pytest.Config) -> MetaData:
+    """The MetaData named by the `oneloop_db_metadata` ini option."""
+    __tracebackhide__ = True
+    spec = str(config.getini(INI_METADATA)).strip()
+    if not spec:
+        fail(NO_METADATA)
+    where = f"oneloop: invalid {INI_METADATA} {spec!r}"
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        fail(f"{where}: expected 'package.module:Base', for example 'myapp.models:Base'")
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        fail(f"{where}: cannot import module {module_name!r} ({exc})")
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            fail(f"{where}: module {module_name!r} has no attribute {attr!r}")
+    return as_metadata(target, f"{INI_METADATA} {spec!r}")
+
+
+def as_metadata(value: object, source: str) -> MetaData:
+    """The MetaData of a DeclarativeBase, or `value` itself when it is one."""
+    __tracebackhide__ = True
+    require("sqlalchemy")
+    from sqlalchemy import MetaData
+
+    if isinstance(value, MetaData):
+        return value
+    metadata = getattr(value, "metadata", None)
+    if isinstance(metadata, MetaData):
+        return metadata
+    fail(
+        f"oneloop: {source} is {value!r}, which is neither a DeclarativeBase nor a MetaData. "
+        f"Point {INI_METADATA} at your declarative base class or MetaData object."
+    )

@@ -1,0 +1,229 @@
+"""The session's engine: its database, its schema, and how it is cleaned up.
+
+`session_engine` is what the `db_engine` fixture enters. In order it:
+
+1. under pytest-xdist, makes the worker its own database (`<name>_gw0` on a
+   server, `<stem>_gw0<suffix>` for a SQLite file), dropping a leftover one;
+2. creates the engine, with the SQLite SAVEPOINT fix for pysqlite/aiosqlite;
+3. creates the tables of the metadata that do not exist yet;
+
+and on the way out drops those tables, disposes of the engine and drops the
+worker's database. Tables that existed before are left as they were, so
+the database ends the session holding exactly what it held before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_oneloop.sqlalchemy._config import (
+    INSTALL_POSTGRES,
+    INSTALL_SQLALCHEMY,
+    URL_HELP,
+    as_metadata,
+    fail,
+    mask_url,
+    parse_url,
+    require,
+    scrub,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import pytest
+    from sqlalchemy import URL, Connection, MetaData, Table
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+_SQLITE_DRIVERS = frozenset({"aiosqlite", "pysqlite"})
+_DRIVER_EXTRAS = {"asyncpg": INSTALL_POSTGRES, "aiosqlite": INSTALL_SQLALCHEMY}
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: \S+\)")
+
+
+def worker_id(config: pytest.Config) -> str | None:
+    """The pytest-xdist worker this process is (`gw0`, ...), or None."""
+    workerinput = getattr(config, "workerinput", None)
+    worker = workerinput.get("workerid") if isinstance(workerinput, dict) else None
+    return worker if isinstance(worker, str) else None
+
+
+def reason(exc: BaseException, url: URL) -> str:
+    """The driver's one-line account of `exc`, without the password of `url`."""
+    text = _BACKGROUND.sub("", str(exc)).strip() or type(exc).__name__
+    return scrub(text, url)
+
+
+def make_engine(url: URL, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for `url`; SQLite files get SAVEPOINTs that really nest."""
+    __tracebackhide__ = True
+    require("sqlalchemy", "greenlet")
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    try:
+        engine = create_async_engine(url, **kwargs)
+    except ImportError as exc:
+        driver = url.get_driver_name()
+        install = _DRIVER_EXTRAS.get(driver, f"install the {driver!r} package")
+        fail(f"oneloop: the driver of {mask_url(url)!r} is not installed ({exc}): {install}")
+    except Exception as exc:  # noqa: BLE001 - dialects refuse URLs with many exception types
+        problem = reason(exc, url)
+        fail(f"oneloop: cannot use the database URL {mask_url(url)!r}: {problem}. {URL_HELP}")
+    if url.get_backend_name() == "sqlite" and url.get_driver_name() in _SQLITE_DRIVERS:
+        _emit_begin_ourselves(engine)
+    return engine
+
+
+def _emit_begin_ourselves(engine: AsyncEngine) -> None:
+    """SQLAlchemy's documented recipe so SQLite SAVEPOINTs join the transaction.
+
+    sqlite3 (and aiosqlite over it) emits BEGIN only before DML, so on Python
+    3.11 a SAVEPOINT opened first lives outside the test's transaction and the
+    final ROLLBACK does not undo what was committed inside it. Taking BEGIN
+    away from the driver and emitting it on SQLAlchemy's `begin` event fixes it.
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+
+    def on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)
+
+
+@contextlib.asynccontextmanager
+async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection, or one clear failure naming the masked URL and the cause."""
+    __tracebackhide__ = True
+    try:
+        connection = await engine.connect()
+    except Exception as exc:  # noqa: BLE001 - refused, unknown host, bad password, TLS...
+        problem = reason(exc, engine.url)
+        fail(f"oneloop: cannot connect to the database {mask_url(engine.url)!r}: {problem}")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def session_engine(
+    url_value: str | URL, metadata_value: object, worker: str | None
+) -> AsyncIterator[AsyncEngine]:
+    """The engine of the session: database, schema, then the cleanup (module docstring)."""
+    __tracebackhide__ = True
+    url = parse_url(url_value)
+    metadata = as_metadata(metadata_value, "the db_metadata fixture's value")
+    async with _worker_database(url, worker) as test_url:
+        engine = make_engine(test_url)
+        try:
+            async with _schema(engine, metadata):
+                yield engine
+        finally:
+            await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _schema(engine: AsyncEngine, metadata: MetaData) -> AsyncIterator[None]:
+    async with connect(engine) as connection:
+        try:
+            created = await connection.run_sync(_create_missing, metadata)
+            await connection.commit()
+        except Exception as exc:  # noqa: BLE001 - any DDL error becomes one clear failure
+            fail(
+                f"oneloop: cannot create the tables of db_metadata in {mask_url(engine.url)!r}: "
+                f"{reason(exc, engine.url)}"
+            )
+    try:
+        yield
+    finally:
+        if created:
+            async with connect(engine) as connection:
+                await connection.run_sync(metadata.drop_all, tables=created)
+                await connection.commit()
+
+
+def _create_missing(connection: Connection, metadata: MetaData) -> list[Table]:
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    missing = [
+        table
+        for table in metadata.sorted_tables
+        if not inspector.has_table(table.name, schema=table.schema)
+    ]
+    metadata.create_all(connection, tables=missing)
+    return missing
+
+
+@contextlib.asynccontextmanager
+async def _worker_database(url: URL, worker: str | None) -> AsyncIterator[URL]:
+    if worker is None or not url.database or url.database == ":memory:":
+        yield url
+    elif url.get_backend_name() == "sqlite":
+        if url.query.get("uri") or url.database.startswith("file:"):
+            yield url
+            return
+        path = Path(url.database)
+        path = path.with_name(f"{path.stem}_{worker}{path.suffix}")
+        _remove_sqlite_files(path)
+        try:
+            yield url.set(database=str(path))
+        finally:
+            _remove_sqlite_files(path)
+    else:
+        name = f"{url.database}_{worker}"
+        admin = make_engine(url, isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+        try:
+            await _recreate_database(admin, name)
+            try:
+                yield url.set(database=name)
+            finally:
+                await _drop_database(admin, name)
+        finally:
+            await admin.dispose()
+
+
+def _null_pool() -> type[Any]:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+async def _recreate_database(admin: AsyncEngine, name: str) -> None:
+    async with connect(admin) as connection:
+        await _drop(connection, name)
+        quoted = connection.dialect.identifier_preparer.quote(name)
+        try:
+            await connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+        except Exception as exc:  # noqa: BLE001 - permissions, templates in use, ...
+            fail(
+                f"oneloop: cannot create the pytest-xdist worker database {name!r} with "
+                f"{mask_url(admin.url)!r}: {reason(exc, admin.url)}. The user needs the "
+                "right to create databases (PostgreSQL: ALTER ROLE ... CREATEDB)."
+            )
+
+
+async def _drop_database(admin: AsyncEngine, name: str) -> None:
+    async with connect(admin) as connection:
+        await _drop(connection, name)
+
+
+async def _drop(connection: AsyncConnection, name: str) -> None:
+    quoted = connection.dialect.identifier_preparer.quote(name)
+    statement = f"DROP DATABASE IF EXISTS {quoted}"
+    version = connection.dialect.server_version_info or ()
+    if connection.dialect.name == "postgresql" and version >= (13,):
+        # Ends the connections a test leaked, so the drop cannot fail on them.
+        statement += " WITH (FORCE)"
+    await connection.exec_driver_sql(statement)

@@ -1,0 +1,64 @@
+"""The per-test session: everything a test writes is rolled back after it.
+
+The test gets an `AsyncSession` bound to one connection on which an outer
+transaction was begun first. With `join_transaction_mode="create_savepoint"`
+the session works inside SAVEPOINTs: its `commit()` releases one and its
+`rollback()` returns to one, and neither ends the outer transaction. After
+the test, whatever it did (commit, rollback, raise, fail), the outer
+transaction is rolled back and the connection goes back to the pool.
+
+The application's own sessions can join the same transaction: bind its
+`async_sessionmaker` to `session.bind` with the same join mode (see
+`docs/database.md`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from pytest_oneloop.sqlalchemy._engine import connect
+
+JOIN_MODE = "create_savepoint"
+OUTER_COMMIT = (
+    "oneloop: the test tried to commit the outer transaction of db_session's connection, "
+    "which would make its writes outlive the test. Commit the session "
+    "(`await db_session.commit()`), which only releases a SAVEPOINT; bind other sessions "
+    f"with join_transaction_mode={JOIN_MODE!r}."
+)
+
+
+class OuterCommitError(RuntimeError):
+    """The test committed the transaction that keeps it isolated."""
+
+
+def _refuse_outer_commit(_connection: Connection) -> None:
+    raise OuterCommitError(OUTER_COMMIT)
+
+
+@contextlib.asynccontextmanager
+async def rolled_back_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """An AsyncSession whose work is rolled back when the block ends."""
+    __tracebackhide__ = True
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async with connect(engine) as connection:
+        transaction = await connection.begin()
+        event.listen(connection.sync_connection, "commit", _refuse_outer_commit)
+        session = AsyncSession(
+            bind=connection, join_transaction_mode=JOIN_MODE, expire_on_commit=False
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            if transaction.is_active:
+                await transaction.rollback()
+            event.remove(connection.sync_connection, "commit", _refuse_outer_commit)

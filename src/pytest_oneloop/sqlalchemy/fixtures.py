@@ -1,0 +1,118 @@
+"""The database fixtures, their options and the report-header line.
+
+Each fixture is a thin wrapper whose docstring is its user documentation
+(`pytest --fixtures`); the work is in `_config`, `_engine`, `_session` and
+`_factory`. Nothing here imports SQLAlchemy until a fixture is set up.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_oneloop.sqlalchemy import _config, _engine, _factory, _session
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from sqlalchemy import URL, MetaData
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register `--db-url` and the ini options `oneloop_db_url`, `oneloop_db_metadata`."""
+    group = parser.getgroup("oneloop")
+    group.addoption(
+        "--db-url",
+        dest="oneloop_db_url",
+        metavar="URL",
+        default=None,
+        help="Database for the DB fixtures, e.g. postgresql+asyncpg://user:pw@host/test. "
+        f"Overrides the {_config.ENV_URL} environment variable and the {_config.INI_URL} "
+        "ini option.",
+    )
+    parser.addini(
+        _config.INI_URL,
+        "Database URL for the DB fixtures (default: a temporary SQLite file).",
+        default="",
+    )
+    parser.addini(
+        _config.INI_METADATA,
+        "Tables the DB fixtures create, as 'package.module:Base' (DeclarativeBase or MetaData).",
+        default="",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """`oneloop: db=<url with the password masked>` when a URL is configured."""
+    url = _config.configured_url(config)
+    return None if url is None else f"oneloop: db={_config.mask_url(url)}"
+
+
+@pytest.fixture(scope="session")
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> URL:
+    """The database URL, a SQLAlchemy URL whose repr and str hide the password.
+
+    From --db-url, else the ONELOOP_DB_URL environment variable, else the
+    oneloop_db_url ini option, else a new SQLite file in pytest's temporary
+    directory (sqlite+aiosqlite:///...). Override it to compute the URL;
+    returning a string is fine. Under pytest-xdist the database actually used
+    is the worker's own: see db_engine.
+    """
+    return _config.resolve_url(request.config, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def db_metadata(request: pytest.FixtureRequest) -> MetaData:
+    """The MetaData whose tables db_engine creates.
+
+    From the ini option `oneloop_db_metadata = package.module:Base`, a
+    DeclarativeBase or a MetaData. Override it to return either in code.
+    """
+    return _config.load_metadata(request.config)
+
+
+@pytest.fixture(scope="session")
+async def db_engine(
+    request: pytest.FixtureRequest, db_url: URL | str, db_metadata: MetaData
+) -> AsyncIterator[AsyncEngine]:
+    """The session's AsyncEngine for db_url, with db_metadata's tables.
+
+    Creates the tables that do not exist yet, drops them at the end and
+    disposes of the engine; tables that existed are left as they were.
+    Under pytest-xdist each worker uses its own database, created at start
+    and dropped at the end: `<name>_gw0`, ... on a server, `<file>_gw0.db`
+    for SQLite. `db_engine.url` is the database in use.
+    """
+    worker = _engine.worker_id(request.config)
+    async with _engine.session_engine(db_url, db_metadata, worker) as engine:
+        yield engine
+
+
+@pytest.fixture
+async def db_session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """An AsyncSession whose work is rolled back after the test, whatever it did.
+
+    Bound to a connection inside an outer transaction with
+    join_transaction_mode="create_savepoint": commit() and rollback() work
+    on SAVEPOINTs, and the outer transaction is rolled back at teardown.
+    expire_on_commit is False. To make the application's own
+    async_sessionmaker write in the same transaction, configure it with
+    bind=db_session.bind and join_transaction_mode="create_savepoint".
+    """
+    async with _session.rolled_back_session(db_engine) as session:
+        yield session
+
+
+@pytest.fixture
+def factory(db_session: AsyncSession) -> _factory.PersistingFactory:
+    """Persists what factory_boy factories build into db_session.
+
+    `user = await factory(UserFactory, name="ann")` builds with the factory
+    (SubFactory, RelatedFactory, post_generation with create=True,
+    LazyAttribute, Sequence, Trait), adds the whole object graph to
+    db_session and flushes, so keys and defaults are set.
+    `await factory.batch(UserFactory, 10, **overrides)` makes a list.
+    """
+    return _factory.PersistingFactory(db_session)
