@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import pytest
 
 from pytest_oneloop import _compat
-from pytest_oneloop._runner import AsyncFixtureError, get_runner
+from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, AsyncFixtureError, get_runner
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
@@ -55,16 +55,52 @@ def _undo(tokens: Iterable[contextvars.Token[Any]]) -> None:
         token.var.reset(token)
 
 
+def _test_context(item: pytest.Item) -> contextvars.Context:
+    """A fresh copy of the fixtures' context, marked as belonging to `item`."""
+    context = contextvars.copy_context()
+    context.run(OWNER.set, item)
+    return context
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run an `async def` test as a task on the session loop."""
     func = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(func) or is_foreign(pyfuncitem):
+    if not inspect.iscoroutinefunction(func):
+        if inspect.isasyncgenfunction(func):
+            pytest.fail(
+                f"{pyfuncitem.nodeid} is an async generator function: a test must "
+                "not yield. Move the code around the 'yield' into a fixture.",
+                pytrace=False,
+            )
+        _hypothesis_on_loop(pyfuncitem)
+        return None
+    if is_foreign(pyfuncitem):
         return None
     __tracebackhide__ = True
     coro = func(**_compat.test_arguments(pyfuncitem))
-    get_runner(pyfuncitem.config).run(coro, contextvars.copy_context())
+    get_runner(pyfuncitem.config).run(
+        coro,
+        _test_context(pyfuncitem),
+        timeout=pyfuncitem.stash.get(ITEM_TIMEOUT, None),
+        label=f"test {pyfuncitem.nodeid}",
+    )
     return True
+
+
+def _hypothesis_on_loop(item: pytest.Function) -> None:
+    """Make hypothesis run each example of an async `@given` test on the loop."""
+    hypothesis = getattr(item.obj, "hypothesis", None)
+    inner = getattr(hypothesis, "inner_test", None)
+    if inner is None or not inspect.iscoroutinefunction(inner) or is_foreign(item):
+        return
+    runner = get_runner(item.config)
+
+    def run_example(*args: Any, **kwargs: Any) -> None:
+        __tracebackhide__ = True
+        runner.run(inner(*args, **kwargs), _test_context(item), label=f"test {item.nodeid}")
+
+    hypothesis.inner_test = run_example  # type: ignore[union-attr]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -85,6 +121,17 @@ def pytest_fixture_setup(
         return (yield)
     finally:
         _compat.set_fixture_function(fixturedef, func)
+
+
+def _fixture_context(request: pytest.FixtureRequest, scope: str) -> contextvars.Context:
+    """A copy of the current context; function-scoped work belongs to the test."""
+    context = contextvars.copy_context()
+    context.run(OWNER.set, _compat.requesting_item(request) if scope == "function" else None)
+    return context
+
+
+def _timeout(request: pytest.FixtureRequest) -> float | None:
+    return _compat.requesting_item(request).stash.get(ITEM_TIMEOUT, None)
 
 
 def _check_not_running(request: pytest.FixtureRequest, name: str) -> None:
@@ -108,8 +155,13 @@ def _coroutine_fixture(
         __tracebackhide__ = True
         _check_not_running(request, name)
         before = contextvars.copy_context()
-        context = before.copy()
-        result = get_runner(request.config).run(bound(**kwargs), context)
+        context = _fixture_context(request, fixturedef.scope)
+        result = get_runner(request.config).run(
+            bound(**kwargs),
+            context,
+            timeout=_timeout(request),
+            label=f"setup of async fixture {name!r}",
+        )
         tokens = _copy_back(before, context)
         if tokens:
             request.addfinalizer(lambda: _undo(tokens))
@@ -131,7 +183,12 @@ def _asyncgen_fixture(
         before = contextvars.copy_context()
         runner = get_runner(request.config)
         try:
-            fixture = runner.start_asyncgen(bound(**kwargs), before.copy(), name)
+            fixture = runner.start_asyncgen(
+                bound(**kwargs),
+                _fixture_context(request, fixturedef.scope),
+                name,
+                timeout=_timeout(request),
+            )
         except AsyncFixtureError as exc:
             _fail_with_location(exc, bound)
         tokens = _copy_back(before, fixture.context)

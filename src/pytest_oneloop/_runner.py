@@ -10,24 +10,37 @@ An async generator fixture is driven by one task for its whole life, so its
 setup and its teardown run in the same task: a `TaskGroup`, `timeout()` or
 anyio cancel scope held across the `yield` behaves as it would in plain
 asyncio code.
+
+Every wait on the loop goes through `SessionRunner.wait`, which gives the
+same treatment to a timeout, a Ctrl-C and a loop stopped by user code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import importlib
+import io
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
 
 if TYPE_CHECKING:
-    import contextvars
     from collections.abc import AsyncGenerator, Callable, Coroutine
+    from types import FrameType
 
 T = TypeVar("T")
+
+#: The test on whose behalf the current code runs, as seen by tasks it
+#: creates. Function-scoped work carries the item; wider scopes carry None.
+OWNER: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar(
+    "pytest_oneloop_owner", default=None
+)
 
 
 class AsyncFixtureError(Exception):
@@ -83,6 +96,24 @@ def describe_factory(factory: Callable[[], asyncio.AbstractEventLoop] | None) ->
     return f"{module}.{name}"
 
 
+def task_stack(task: asyncio.Task[Any]) -> str:
+    """Where a pending task is waiting, innermost await last."""
+    out = io.StringIO()
+    task.print_stack(file=out)
+    lines = out.getvalue().splitlines()
+    return "\n".join(lines[1:]) if len(lines) > 1 else "(no Python frames)"
+
+
+@dataclass
+class _Wait:
+    """What happened to the task being waited for."""
+
+    task: asyncio.Task[Any]
+    timeout: float | None = None
+    expired_at: str | None = None
+    interrupted: bool = False
+
+
 class SessionRunner:
     """The session's `asyncio.Runner`, created on first use and closed at the end."""
 
@@ -91,16 +122,10 @@ class SessionRunner:
         self.settings = settings
         self._runner: asyncio.Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The session loop, created on first access."""
-        loop = self._loop
-        if loop is None:
-            runner = asyncio.Runner(debug=self.settings.debug, loop_factory=self.settings.factory)
-            loop = self._loop = runner.get_loop()
-            self._runner = runner
-        return loop
+        self._current: _Wait | None = None
+        self._old_sigint: Any = None
+        #: Called with each new loop, e.g. to install a task factory.
+        self.on_new_loop: list[Callable[[asyncio.AbstractEventLoop], None]] = []
 
     def use_loop_factory(self, factory: Callable[[], asyncio.AbstractEventLoop], spec: str) -> None:
         """Make the session loop with `factory`; only before the loop exists."""
@@ -110,53 +135,163 @@ class SessionRunner:
         self.settings = dataclasses.replace(self.settings, factory=factory, factory_spec=spec)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The session loop, created on first access (and again if user code closed it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._new_loop()
+        return loop
+
+    @property
     def started(self) -> bool:
         """Whether the loop has been created."""
         return self._loop is not None
 
-    def run(self, coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
+    @property
+    def loop_closed(self) -> bool:
+        """Whether user code closed the session loop (the next use makes a new one)."""
+        return self._loop is not None and self._loop.is_closed()
+
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        runner = asyncio.Runner(debug=self.settings.debug, loop_factory=self.settings.factory)
+        loop = runner.get_loop()
+        self._runner, self._loop = runner, loop
+        for callback in self.on_new_loop:
+            callback(loop)
+        self._install_sigint()
+        return loop
+
+    def _install_sigint(self) -> None:
+        """Let Ctrl-C cancel the running test instead of tearing through the loop."""
+        if (
+            self._old_sigint is None
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._old_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        current = self._current
+        if current is None or current.interrupted or current.task.done():
+            signal.default_int_handler(signum, frame)
+        current.interrupted = True
+        current.task.cancel()
+        self.loop.call_soon_threadsafe(lambda: None)
+
+    def run(
+        self,
+        coro: Coroutine[Any, Any, T],
+        context: contextvars.Context,
+        *,
+        timeout: float | None = None,
+        label: str = "",
+    ) -> T:
         """Run `coro` to completion as a task in `context`; return its result."""
         __tracebackhide__ = True
+        task = self.loop.create_task(coro, context=context)
+        return self.wait(task, task, timeout=timeout, label=label)
+
+    def wait(
+        self,
+        until: asyncio.Future[T],
+        task: asyncio.Task[Any],
+        *,
+        timeout: float | None = None,
+        label: str = "",
+    ) -> T:
+        """Run the loop until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
+        __tracebackhide__ = True
         loop = self.loop
-        task = loop.create_task(coro, context=context)
-        return loop.run_until_complete(task)
+        state = self._current = _Wait(task, timeout)
+        timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
+        try:
+            result = loop.run_until_complete(until)
+        except asyncio.CancelledError:
+            if state.interrupted:
+                raise KeyboardInterrupt from None
+            if state.expired_at is not None:
+                pytest.fail(
+                    f"{label} timed out after {timeout:g}s and was cancelled; "
+                    f"it was waiting at:\n{state.expired_at}",
+                    pytrace=False,
+                )
+            raise
+        except RuntimeError:
+            if until.done() or loop.is_closed():
+                raise
+            self._abandon(task)
+            pytest.fail(
+                f"{label} stopped the session event loop (loop.stop()) before it "
+                "finished; it was cancelled. Let the test return instead of "
+                "stopping the loop.",
+                pytrace=False,
+            )
+        finally:
+            self._current = None
+            if timer is not None:
+                timer.cancel()
+        if state.interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    def _expire(self, state: _Wait) -> None:
+        state.expired_at = task_stack(state.task)
+        state.task.cancel()
+
+    def _abandon(self, task: asyncio.Task[Any]) -> None:
+        """Cancel a task that can no longer be waited for normally."""
+        if not task.done():
+            task.cancel()
+            self.loop.run_until_complete(asyncio.wait({task}))
 
     def start_asyncgen(
-        self, agen: AsyncGenerator[T, None], context: contextvars.Context, name: str
+        self,
+        agen: AsyncGenerator[T, None],
+        context: contextvars.Context,
+        name: str,
+        *,
+        timeout: float | None = None,
     ) -> AsyncGenFixture[T]:
         """Run an async generator fixture to its `yield` in a task of its own."""
         __tracebackhide__ = True
-        return AsyncGenFixture(self.loop, agen, context, name)
+        return AsyncGenFixture(self, agen, context, name, timeout)
 
     def close(self) -> None:
         """Cancel what is left, shut down async generators and close the loop."""
         runner, self._runner, self._loop = self._runner, None, None
-        if runner is not None:
+        if self._old_sigint is not None:
+            if signal.getsignal(signal.SIGINT) == self._on_sigint:
+                signal.signal(signal.SIGINT, self._old_sigint)
+            self._old_sigint = None
+        if runner is not None and not runner.get_loop().is_closed():
             runner.close()
 
 
 class AsyncGenFixture(Generic[T]):
     """One async generator fixture, driven by one task from setup to teardown."""
 
-    __slots__ = ("_agen", "_loop", "_name", "_resume", "_task", "context", "value")
+    __slots__ = ("_agen", "_loop", "_name", "_resume", "_runner", "_task", "context", "value")
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        runner: SessionRunner,
         agen: AsyncGenerator[T, None],
         context: contextvars.Context,
         name: str,
+        timeout: float | None,
     ) -> None:
         """Start the driving task and run it until the generator yields."""
         __tracebackhide__ = True
-        self._loop = loop
+        self._runner = runner
+        self._loop = loop = runner.loop
         self._agen = agen
         self._name = name
         self.context = context
         self._resume: asyncio.Future[None] = loop.create_future()
         ready: asyncio.Future[T] = loop.create_future()
         self._task = loop.create_task(self._drive(ready), context=context)
-        self.value: T = loop.run_until_complete(ready)
+        label = f"setup of async fixture {name!r}"
+        self.value: T = runner.wait(ready, self._task, timeout=timeout, label=label)
 
     async def _drive(self, ready: asyncio.Future[T]) -> None:
         agen = self._agen
@@ -188,12 +323,21 @@ class AsyncGenFixture(Generic[T]):
     def finish(self) -> None:
         """Resume the generator after its `yield` and run its teardown."""
         __tracebackhide__ = True
+        if self._loop.is_closed():
+            pytest.fail(
+                f"teardown of async fixture {self._name!r} could not run: its event "
+                "loop was closed by the code under test",
+                pytrace=False,
+            )
         if not self._resume.done():
             self._resume.set_result(None)
-        self._loop.run_until_complete(self._task)
+        label = f"teardown of async fixture {self._name!r}"
+        self._runner.wait(self._task, self._task, label=label)
 
 
 STASH_KEY = pytest.StashKey[SessionRunner]()
+#: Per-test limit in seconds for async work (set by `_tasks`, read by `_hooks`).
+ITEM_TIMEOUT = pytest.StashKey[float]()
 
 
 def get_runner(config: pytest.Config) -> SessionRunner:
