@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
-def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester whose runs ignore the user's configuration and cache."""
+def pytester(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
+    """A pytester whose runs ignore this project's configuration and cache.
+
+    In-process runs inherit the warning filters of the outer run (which turns
+    warnings into errors); the inner runs start from Python's defaults.
+    """
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
-    return pytester
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        yield pytester

@@ -10,6 +10,7 @@ so nothing it sets reaches the next test.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -96,6 +97,7 @@ def _hypothesis_on_loop(item: pytest.Function) -> None:
         return
     runner = get_runner(item.config)
 
+    @functools.wraps(inner)
     def run_example(*args: Any, **kwargs: Any) -> None:
         __tracebackhide__ = True
         runner.run(inner(*args, **kwargs), _test_context(item), label=f"test {item.nodeid}")
@@ -206,4 +208,6 @@ def _asyncgen_fixture(
 def _fail_with_location(exc: AsyncFixtureError, func: Callable[..., Any]) -> NoReturn:
     __tracebackhide__ = True
     code = inspect.unwrap(func).__code__
-    pytest.fail(f"{exc}\n{code.co_filename}:{code.co_firstlineno}", pytrace=False)
+    raise pytest.fail.Exception(
+        f"{exc}\n{code.co_filename}:{code.co_firstlineno}", pytrace=False
+    ) from None

@@ -104,6 +104,16 @@ def task_stack(task: asyncio.Task[Any]) -> str:
     return "\n".join(lines[1:]) if len(lines) > 1 else "(no Python frames)"
 
 
+def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """Hide the runner's frame, except under its own message-only failures.
+
+    pytest says "All traceback entries are hidden" when nothing is left to
+    show; a message-only failure keeps this one frame so that only the
+    message is printed.
+    """
+    return not isinstance(excinfo.value, pytest.fail.Exception)
+
+
 @dataclass
 class _Wait:
     """What happened to the task being waited for."""
@@ -200,7 +210,7 @@ class SessionRunner:
         label: str = "",
     ) -> T:
         """Run the loop until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
-        __tracebackhide__ = True
+        __tracebackhide__ = _hide_unless_own_failure
         loop = self.loop
         state = self._current = _Wait(task, timeout)
         timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
@@ -210,22 +220,22 @@ class SessionRunner:
             if state.interrupted:
                 raise KeyboardInterrupt from None
             if state.expired_at is not None:
-                pytest.fail(
+                raise pytest.fail.Exception(
                     f"{label} timed out after {timeout:g}s and was cancelled; "
                     f"it was waiting at:\n{state.expired_at}",
                     pytrace=False,
-                )
+                ) from None
             raise
         except RuntimeError:
             if until.done() or loop.is_closed():
                 raise
             self._abandon(task)
-            pytest.fail(
+            raise pytest.fail.Exception(
                 f"{label} stopped the session event loop (loop.stop()) before it "
                 "finished; it was cancelled. Let the test return instead of "
                 "stopping the loop.",
                 pytrace=False,
-            )
+            ) from None
         finally:
             self._current = None
             if timer is not None:

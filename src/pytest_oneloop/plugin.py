@@ -18,6 +18,7 @@ from pytest_oneloop._runner import (
 
 pytest_plugins = [
     "pytest_oneloop._hooks",
+    "pytest_oneloop._tasks",
     "pytest_oneloop._groups",
     "pytest_oneloop.sqlalchemy.fixtures",
 ]

@@ -1,0 +1,280 @@
+"""One careless test must not harm the next: leaked tasks, loop errors, timeouts.
+
+Tasks are attributed to the test whose code created them: the runner marks
+the context of a test and of its function-scoped fixtures with `OWNER`, and
+a task factory records the owner of each new task. After a test's teardown,
+its tasks still pending are reported and cancelled; tasks of wider-scoped
+fixtures (a server's accept loop, say) are never blamed on the tests that
+merely use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, get_runner
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Generator
+
+LEAK_MODES = ("warn", "error", "ignore")
+#: How long cancelled leftovers get to finish; a bound, so a task that
+#: ignores cancellation cannot hang the session.
+CANCEL_GRACE = 5.0
+
+
+class LeakedTaskWarning(pytest.PytestWarning):
+    """A test left tasks pending after its teardown."""
+
+
+class LoopExceptionWarning(pytest.PytestWarning):
+    """An exception was raised in an event loop callback or an unawaited task."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register `oneloop_leaked_tasks`, `oneloop_timeout` and `--async-timeout`."""
+    parser.addini(
+        "oneloop_leaked_tasks",
+        "What to do with tasks a test leaves pending: warn (default), error or ignore.",
+        default="warn",
+    )
+    parser.addini(
+        "oneloop_timeout",
+        "Seconds an async test (and its async fixtures' setup) may take; empty: no limit.",
+        default="",
+    )
+    parser.getgroup("oneloop").addoption(
+        "--async-timeout",
+        dest="oneloop_timeout",
+        metavar="SECONDS",
+        default=None,
+        help="Limit for each async test and async fixture setup (ini: oneloop_timeout).",
+    )
+
+
+def _seconds(value: object, where: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0:
+        raise pytest.UsageError(
+            f"oneloop: {where} must be a positive number of seconds, got {value!r}"
+        )
+    return seconds
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Validate the options and watch every loop the runner makes."""
+    config.addinivalue_line(
+        "markers",
+        "async_timeout(seconds): fail this async test if it (or its async fixtures' "
+        "setup) runs longer than `seconds`.",
+    )
+    mode = str(config.getini("oneloop_leaked_tasks")).strip() or "warn"
+    if mode not in LEAK_MODES:
+        raise pytest.UsageError(
+            f"oneloop: oneloop_leaked_tasks must be one of warn, error, ignore; got {mode!r}"
+        )
+    default = _seconds(config.getoption("oneloop_timeout"), "--async-timeout")
+    if default is None:
+        default = _seconds(config.getini("oneloop_timeout"), "oneloop_timeout")
+    watch = TaskWatch(mode, default)
+    config.stash[WATCH_KEY] = watch
+    get_runner(config).on_new_loop.append(watch.install)
+
+
+class TaskWatch:
+    """Per-session record of who owns which task and what went wrong in callbacks."""
+
+    def __init__(self, mode: str, default_timeout: float | None) -> None:
+        """Nothing is watched until the runner makes a loop."""
+        self.mode = mode
+        self.default_timeout = default_timeout
+        self.owners: weakref.WeakKeyDictionary[asyncio.Task[Any], pytest.Item] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.current: pytest.Item | None = None
+        self.errors: list[dict[str, Any]] = []
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Record task owners through the task factory; catch callback errors."""
+        loop.set_exception_handler(self._on_exception)
+        if self.mode == "ignore":
+            return
+        previous = loop.get_task_factory()
+        owners = self.owners
+
+        def owning_task_factory(
+            loop: asyncio.AbstractEventLoop,
+            coro: Coroutine[Any, Any, Any],
+            context: Any = None,
+        ) -> asyncio.Task[Any]:
+            if previous is None:
+                task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
+            elif context is None:
+                task = previous(loop, coro)  # type: ignore[assignment]
+            else:
+                task = previous(loop, coro, context=context)  # type: ignore[call-arg,assignment]
+            owner = OWNER.get() if context is None else context.get(OWNER)
+            if owner is not None:
+                owners[task] = owner
+            return task
+
+        loop.set_task_factory(owning_task_factory)  # type: ignore[arg-type]
+
+    def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if self.current is None:
+            loop.default_exception_handler(context)
+        else:
+            self.errors.append(context)
+
+    def leaked(self, item: pytest.Item) -> list[asyncio.Task[Any]]:
+        """The item's tasks still pending; its failed tasks nobody awaited go to errors."""
+        pending = []
+        for task, owner in list(self.owners.items()):
+            if owner is not item:
+                continue
+            if not task.done():
+                pending.append(task)
+            elif not task.cancelled() and _unretrieved(task):
+                exc = task.exception()
+                self.errors.append(
+                    {
+                        "message": "Task exception was never retrieved",
+                        "exception": exc,
+                        "task": task,
+                    }
+                )
+            del self.owners[task]
+        return pending
+
+
+def _unretrieved(task: asyncio.Task[Any]) -> bool:
+    """Whether nobody has looked at the task's exception yet (asyncio's own flag)."""
+    return bool(getattr(task, "_log_traceback", False))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start attributing loop errors to `item` and fix its time limit."""
+    watch = item.config.stash[WATCH_KEY]
+    watch.current = item
+    watch.errors.clear()
+    marker = item.get_closest_marker("async_timeout")
+    if marker is not None:
+        value = marker.args[0] if marker.args else marker.kwargs.get("seconds")
+        try:
+            timeout = _seconds(value, f"@pytest.mark.async_timeout on {item.nodeid}")
+        except pytest.UsageError as exc:
+            pytest.fail(str(exc).removeprefix("oneloop: "), pytrace=False)
+    else:
+        timeout = watch.default_timeout
+    if timeout is not None:
+        item.stash[ITEM_TIMEOUT] = timeout
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """After the fixtures' teardown: closed loop, leaked tasks, loop errors."""
+    watch = item.config.stash[WATCH_KEY]
+    try:
+        yield
+    finally:
+        problems = _check(item, watch)
+        watch.current = None
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
+    """Report what `item` left behind; return the messages that are errors."""
+    runner = get_runner(item.config)
+    if not runner.started:
+        return []
+    if runner.loop_closed:
+        return [
+            (
+                f"oneloop: {item.nodeid} closed the session event loop. A new loop is used "
+                "from the next test on; objects made on the old loop by wider-scoped async "
+                "fixtures no longer work. Close only loops you created."
+            )
+        ]
+    errors: list[str] = []
+    leaked = watch.leaked(item)
+    if leaked:
+        message = _cancel_and_describe(runner.loop, item, leaked)
+        if watch.mode == "error":
+            errors.append(message)
+        else:
+            _warn_at(item, LeakedTaskWarning(message))
+    for context in watch.errors:
+        _warn_at(item, LoopExceptionWarning(_describe_error(item, context)))
+    watch.errors.clear()
+    return errors
+
+
+def _warn_at(item: pytest.Item, warning: Warning) -> None:
+    """Issue `warning` at the test's own location, not at the plugin's."""
+    _, lineno, _ = item.location
+    warnings.warn_explicit(warning, type(warning), str(item.path), (lineno or 0) + 1)
+
+
+def _cancel_and_describe(
+    loop: asyncio.AbstractEventLoop, item: pytest.Item, tasks: list[asyncio.Task[Any]]
+) -> str:
+    lines = [
+        (
+            f"oneloop: {item.nodeid} left {len(tasks)} task(s) pending after its teardown; "
+            "they were cancelled:"
+        )
+    ]
+    lines.extend(_describe_task(task) for task in tasks)
+    lines.append(
+        "Await or cancel the tasks you start (a TaskGroup does both), or set "
+        "oneloop_leaked_tasks = ignore."
+    )
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.wait(tasks, timeout=CANCEL_GRACE))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # seen here; not logged again when collected
+    return "\n".join(lines)
+
+
+def _describe_task(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    name = getattr(coro, "__qualname__", repr(coro))
+    frame = getattr(coro, "cr_frame", None)
+    where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
+    text = f"  - {task.get_name()} running {name}(){where}"
+    source = getattr(task, "_source_traceback", None)
+    if source:
+        created = "".join(traceback.format_list(source[-3:])).rstrip()
+        text += "\n    created at:\n" + "\n".join("    " + line for line in created.splitlines())
+    else:
+        text += "\n    (run with --asyncio-debug to see where it was created)"
+    return text
+
+
+def _describe_error(item: pytest.Item, context: dict[str, Any]) -> str:
+    message = context.get("message", "exception in event loop callback")
+    text = f"oneloop: during {item.nodeid}: {message}"
+    exc = context.get("exception")
+    if exc is not None:
+        text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+    return text
+
+
+WATCH_KEY = pytest.StashKey[TaskWatch]()
+
+__all__ = ["LeakedTaskWarning", "LoopExceptionWarning"]

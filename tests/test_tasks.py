@@ -1,0 +1,503 @@
+"""One careless test never harms the next: leaks, timeouts, Ctrl-C, loop misuse."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+HANG_LIMIT = 120  # seconds a subprocess may take before the test counts it as hung
+
+LEAKY = """
+import asyncio
+import pytest
+
+async def forever():
+    await asyncio.Event().wait()
+
+@pytest.fixture(scope="module")
+async def server_task():
+    task = asyncio.create_task(forever())
+    yield task
+    task.cancel()
+
+@pytest.fixture
+async def leaky_fixture():
+    asyncio.create_task(forever())
+    yield
+
+async def test_leaks():
+    asyncio.get_running_loop().create_task(forever(), name="left-behind")
+
+def test_leaks_through_fixture(leaky_fixture):
+    pass
+
+async def test_uses_module_task(server_task):
+    assert not server_task.done()
+
+async def test_next_sees_no_leftovers():
+    mine = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not mine and t.get_coro().__name__ == "forever"]
+    assert len(others) == 1  # only the module fixture's task
+"""
+
+
+def test_leaked_tasks_are_reported_against_their_test_and_cancelled(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test's leftover tasks give a warning naming it, then are gone before the next test."""
+    pytester.makepyfile(LEAKY)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4, warnings=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*LeakedTaskWarning: oneloop: test_leaked_tasks_are_reported*::test_leaks left "
+            "1 task(s) pending after its teardown; they were cancelled:",
+            "*- left-behind running forever() at *:5",
+            "*(run with --asyncio-debug to see where it was created)",
+            "*Await or cancel the tasks you start (a TaskGroup does both), or set "
+            "oneloop_leaked_tasks = ignore.",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*::test_leaks_through_fixture left 1 task(s) pending*"])
+    result.stdout.no_fnmatch_line("*test_uses_module_task left*")
+
+
+def test_debug_mode_shows_where_a_leaked_task_was_created(pytester: pytest.Pytester) -> None:
+    """Under --asyncio-debug the report includes the line that created the task."""
+    pytester.makepyfile(LEAKY)
+    result = pytester.runpytest("-p", "no:randomly", "--asyncio-debug", "-k", "test_leaks")
+    result.stdout.fnmatch_lines(["*created at:*", "*create_task(forever(), name=*"])
+
+
+def test_leaked_tasks_can_be_errors_or_ignored(pytester: pytest.Pytester) -> None:
+    """`oneloop_leaked_tasks = error` fails the test's teardown; `ignore` says nothing."""
+    pytester.makepyfile(LEAKY)
+    pytester.makeini("[pytest]\noneloop_leaked_tasks = error\n")
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*", "*left 1 task(s) pending*"])
+    pytester.makeini("[pytest]\noneloop_leaked_tasks = ignore\n")
+    result = pytester.runpytest("-p", "no:randomly", "-k", "test_leaks")
+    assert result.parseoutcomes()["passed"] == 2
+    result.stdout.no_fnmatch_line("*LeakedTaskWarning*")
+
+
+def test_invalid_leaked_tasks_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """A misspelt mode stops the run and lists the valid ones."""
+    pytester.makepyfile(LEAKY)
+    pytester.makeini("[pytest]\noneloop_leaked_tasks = loud\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: oneloop: oneloop_leaked_tasks must be one of warn, error, ignore; got 'loud'"]
+    )
+
+
+TIMEOUTS = """
+import asyncio
+import pytest
+
+torn_down = []
+
+@pytest.fixture
+async def resource():
+    yield
+    torn_down.append("resource")
+
+@pytest.fixture
+async def slow_setup():
+    await asyncio.sleep(3600)
+    yield
+
+@pytest.mark.async_timeout(0.05)
+async def test_marker_limit(resource):
+    await asyncio.sleep(3600)
+
+async def test_default_limit():
+    await asyncio.Event().wait()
+
+@pytest.mark.async_timeout(0.05)
+async def test_fixture_setup_limit(slow_setup):
+    pass
+
+async def test_after():
+    assert torn_down == ["resource"]
+"""
+
+
+def test_timeouts_cancel_the_test_name_the_await_and_the_session_goes_on(
+    pytester: pytest.Pytester,
+) -> None:
+    """Marker and --async-timeout limits fail the test with where it was stuck."""
+    pytester.makepyfile(TIMEOUTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--async-timeout", "0.1", timeout=HANG_LIMIT
+    )
+    result.assert_outcomes(passed=1, failed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test *::test_marker_limit timed out after 0.05s and was cancelled; "
+            "it was waiting at:",
+            '  File "*", line 18, in test_marker_limit',
+            "    await asyncio.sleep(3600)",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*::test_default_limit timed out after 0.1s*"])
+    result.stdout.fnmatch_lines(
+        ["setup of async fixture 'slow_setup' timed out after 0.05s and was cancelled*"]
+    )
+
+
+def test_timeout_from_ini_and_invalid_values(pytester: pytest.Pytester) -> None:
+    """`oneloop_timeout` sets the default; non-positive values are clear errors."""
+    pytester.makepyfile(TIMEOUTS)
+    pytester.makeini("[pytest]\noneloop_timeout = 0.1\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=HANG_LIMIT)
+    result.stdout.fnmatch_lines(["*::test_default_limit timed out after 0.1s*"])
+    result = pytester.runpytest_subprocess("--async-timeout", "soon", timeout=HANG_LIMIT)
+    result.stderr.fnmatch_lines(
+        ["ERROR: oneloop: --async-timeout must be a positive number of seconds, got 'soon'"]
+    )
+    pytester.makepyfile(
+        test_bad_marker="""
+        import pytest
+
+        @pytest.mark.async_timeout(-1)
+        async def test_bad():
+            pass
+        """
+    )
+    result = pytester.runpytest("test_bad_marker.py")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.async_timeout on test_bad_marker.py::test_bad must be a positive "
+            "number of seconds, got -1"
+        ]
+    )
+
+
+def test_ctrl_c_stops_a_hung_async_test_like_a_sync_one(pytester: pytest.Pytester) -> None:
+    """SIGINT during a hung async test: KeyboardInterrupt summary, teardown, prompt exit."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        @pytest.fixture
+        async def resource():
+            yield
+            print("TEARDOWN RAN", flush=True)
+
+        async def test_hangs(resource):
+            print("HANGING", flush=True)
+            await asyncio.Event().wait()
+
+        async def test_never_runs():
+            pass
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "HANGING" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=HANG_LIMIT)
+    output = "".join(seen) + rest
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED
+    assert "TEARDOWN RAN" in output
+    assert "KeyboardInterrupt" in output
+    assert "test_never_runs" not in output
+
+
+def test_loop_misuse_does_not_break_later_tests(pytester: pytest.Pytester) -> None:
+    """asyncio.run in tests, replaced or closed policy loops, and loop.stop() are survived."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        @pytest.fixture(scope="session")
+        async def session_loop():
+            return asyncio.get_running_loop()
+
+        async def test_asyncio_run_inside_async_test():
+            async def noop():
+                pass
+            coro = noop()
+            with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+                asyncio.run(coro)
+            coro.close()
+
+        def test_sync_asyncio_run():
+            async def noop():
+                return 1
+            assert asyncio.run(noop()) == 1
+
+        def test_sync_set_event_loop_none():
+            asyncio.set_event_loop(None)
+
+        def test_sync_own_loop():
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+        async def test_still_same_loop(session_loop):
+            assert asyncio.get_running_loop() is session_loop
+
+        async def test_stops_loop():
+            asyncio.get_running_loop().stop()
+            await asyncio.sleep(3600)
+
+        async def test_after_stop(session_loop):
+            assert asyncio.get_running_loop() is session_loop
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=HANG_LIMIT)
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test *::test_stops_loop stopped the session event loop (loop.stop()) before it "
+            "finished; it was cancelled. Let the test return instead of stopping the loop."
+        ]
+    )
+
+
+def test_closing_the_session_loop_is_reported_and_a_fresh_loop_follows(
+    pytester: pytest.Pytester,
+) -> None:
+    """A test that closes the session loop gets an error; later async tests still run."""
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        async def test_before():
+            await asyncio.sleep(0)
+
+        def test_closes_policy_loop():
+            asyncio.get_event_loop().close()
+
+        async def test_after():
+            await asyncio.sleep(0)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=HANG_LIMIT)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "oneloop: *::test_closes_policy_loop closed the session event loop. A new loop "
+            "is used from the next test on; objects made on the old loop by wider-scoped "
+            "async fixtures no longer work. Close only loops you created."
+        ]
+    )
+
+
+def test_getfixturevalue_of_async_fixture_in_running_test_is_one_clear_error(
+    pytester: pytest.Pytester,
+) -> None:
+    """Re-entering the loop is refused with advice, never a hang; sync fixtures still work."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        async def async_value():
+            return 1
+
+        @pytest.fixture
+        def sync_value():
+            return 2
+
+        async def test_reenters(request):
+            request.getfixturevalue("async_value")
+
+        async def test_sync_fixture_is_fine(request):
+            assert request.getfixturevalue("sync_value") == 2
+        """
+    )
+    result = pytester.runpytest_subprocess(timeout=HANG_LIMIT)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "async fixture 'async_value' was requested with request.getfixturevalue() while "
+            "the event loop is running (inside an async test or fixture). Request "
+            "'async_value' as an argument of the test or fixture instead."
+        ]
+    )
+
+
+def test_async_generator_mistakes_get_pytest_style_messages(pytester: pytest.Pytester) -> None:
+    """Two yields, no yield, and an async generator test are each reported clearly."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        cleaned = []
+
+        @pytest.fixture
+        async def twice():
+            try:
+                yield 1
+                yield 2
+            finally:
+                cleaned.append("twice")
+
+        @pytest.fixture
+        async def never():
+            if False:
+                yield
+
+        async def test_twice(twice):
+            pass
+
+        async def test_never(never):
+            pass
+
+        async def test_is_generator():
+            yield
+
+        def test_cleanup_ran():
+            assert cleaned == ["twice"]
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1, errors=2)
+    result.stdout.fnmatch_lines(["async fixture 'twice' has more than one 'yield'", "*.py:5"])
+    result.stdout.fnmatch_lines(["async fixture 'never' did not yield a value", "*.py:13"])
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_is_generator is an async generator function: a test must not "
+            "yield. Move the code around the 'yield' into a fixture."
+        ]
+    )
+
+
+def test_hypothesis_runs_every_example_on_the_session_loop(pytester: pytest.Pytester) -> None:
+    """`@given` async tests run on the one loop, shrink, and report the falsifying example."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+        loops = set()
+
+        @pytest.fixture(scope="session")
+        async def session_loop():
+            return asyncio.get_running_loop()
+
+        @settings(max_examples=30)
+        @given(st.integers())
+        async def test_all_examples_on_one_loop(session_loop, n):
+            loops.add(asyncio.get_running_loop())
+            assert loops == {session_loop}
+
+        @given(st.integers(min_value=0))
+        async def test_shrinks(n):
+            await asyncio.sleep(0)
+            assert n < 10
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_shrinks(*", "*n=10,*"])
+
+
+def test_xdist_gives_each_worker_its_own_loop_with_the_same_results(
+    pytester: pytest.Pytester,
+) -> None:
+    """`-n 2` runs the suite with one session loop per worker and the same outcomes."""
+    pytester.makeconftest(
+        """
+        import asyncio
+        import os
+        import pytest
+
+        @pytest.fixture(scope="session")
+        async def session_loop():
+            return asyncio.get_running_loop()
+
+        @pytest.fixture(scope="session")
+        async def worker_queue():
+            queue = asyncio.Queue()
+            await queue.put(os.environ.get("PYTEST_XDIST_WORKER", "main"))
+            return queue
+        """
+    )
+    body = """
+        import asyncio
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(10))
+        async def test_same_loop(session_loop, worker_queue, i):
+            assert asyncio.get_running_loop() is session_loop
+            name = await worker_queue.get()
+            assert name == os.environ.get("PYTEST_XDIST_WORKER", "main")
+            await worker_queue.put(name)
+    """
+    pytester.makepyfile(test_a=body, test_b=body)
+    plain = pytester.runpytest_subprocess(timeout=HANG_LIMIT)
+    plain.assert_outcomes(passed=20)
+    distributed = pytester.runpytest_subprocess("-n", "2", timeout=HANG_LIMIT)
+    distributed.assert_outcomes(passed=20)
+
+
+def test_loop_callback_errors_are_attached_to_the_test(pytester: pytest.Pytester) -> None:
+    """A raising call_soon callback and an unretrieved task error become the test's warnings."""
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        def boom():
+            raise ValueError("callback boom")
+
+        async def fails():
+            raise KeyError("never retrieved")
+
+        async def test_callback():
+            asyncio.get_running_loop().call_soon(boom)
+            await asyncio.sleep(0)
+
+        async def test_unretrieved():
+            task = asyncio.create_task(fails())
+            await asyncio.sleep(0)
+            assert task.done()
+
+        async def test_clean():
+            await asyncio.sleep(0)
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3, warnings=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_callback",
+            "*LoopExceptionWarning: oneloop: during *::test_callback: Exception in callback boom()*",
+            "*ValueError: callback boom",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_unretrieved",
+            "*LoopExceptionWarning: oneloop: during *::test_unretrieved: Task exception was "
+            "never retrieved",
+            "*KeyError: 'never retrieved'",
+        ]
+    )
+    strict = pytester.runpytest(
+        "-p", "no:randomly", "-W", "error::pytest_oneloop.LoopExceptionWarning"
+    )
+    strict.assert_outcomes(passed=3, errors=2)
