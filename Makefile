@@ -42,10 +42,14 @@ postgres:
 pytest: $(VENV)/.installed postgres
 	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
 	  $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
+	  $(BIN)/pytest -n 2 --integration $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no integration test selected
 
 pytest84: $(VENV84)/.installed postgres
 	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
 	  $(VENV84)/bin/pytest -n 2 $(PYTEST_ARGS)
+	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
+	  $(VENV84)/bin/pytest -n 2 --integration $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no integration test selected
 
 test: lint types pytest pytest84
 
