@@ -9,7 +9,7 @@ VENV84 := .venv-pytest84
 PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint types pytest pytest84 postgres clean
+.PHONY: demo test lint types pytest pytest84 postgres clean compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ pytest84: $(VENV84)/.installed postgres
 	  $(VENV84)/bin/pytest -n 2 --integration $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no integration test selected
 
 test: lint types pytest pytest84
+
+# Real projects' suites under pytest-asyncio, then under this tree (needs PyPI;
+# about 15 minutes; not part of `test`): writes bench/compat/results.md.
+compat:
+	$(PYTHON) bench/compat/run_all.py $(COMPAT_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV84) .mypy_cache .ruff_cache .pytest_cache
