@@ -21,6 +21,7 @@ pytest_plugins = [
     "pytest_oneloop._tasks",
     "pytest_oneloop._groups",
     "pytest_oneloop.sqlalchemy.fixtures",
+    "pytest_oneloop._migrate",
 ]
 
 _PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
@@ -43,13 +44,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Callable that makes the session's event loop, e.g. uvloop:new_event_loop. "
         "Overrides the oneloop_loop_factory ini option.",
-    )
-    group.addoption(
-        "--asyncio-debug",
-        dest="oneloop_debug",
-        action="store_true",
-        default=None,
-        help="Run the session loop in asyncio debug mode (ini: oneloop_debug).",
     )
     parser.addini(
         "oneloop_loop_factory",
