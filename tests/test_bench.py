@@ -1,0 +1,47 @@
+"""`bench/overhead.py` still runs end to end, at a size too small to measure anything.
+
+The smoke run installs the four flavours' venvs from PyPI into
+`bench/.cache/smoke` (reused by later runs) and writes its results to a
+temporary folder, so the committed `bench/results.md` is left alone. It is
+one test, not several sharing a fixture, so that pytest-xdist never starts
+the run twice.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAVOURS = ("sync", "oneloop", "pytest-asyncio", "anyio")
+
+
+@pytest.mark.integration
+def test_the_benchmark_measures_every_flavour_and_writes_its_results(tmp_path: Path) -> None:
+    """A one-round run at 50 tests prints a ratio row per flavour and writes the table and chart."""
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "overhead.py"),
+        "--quick",
+        "--tests=50",
+        "--modules=2",
+        "--rounds=1",
+        f"--out={tmp_path}",
+        f"--cache-dir={ROOT / 'bench' / '.cache' / 'smoke'}",
+    ]
+    proc = subprocess.run(  # noqa: S603 - our own script, run by this interpreter
+        command, capture_output=True, text=True, timeout=1800, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = (tmp_path / "results.md").read_text()
+    for flavour in FLAVOURS:
+        name = re.escape(flavour)
+        assert re.search(rf"^{name}\s.*\s\d+\.\d\dx$", proc.stdout, re.MULTILINE), proc.stdout
+        assert re.search(rf"^\| {name} \|.*\| \d+\.\d\dx \|$", results, re.MULTILINE), results
+    assert "## Start-up" in results
+    assert "## Scaling" in results
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
