@@ -9,7 +9,7 @@ VENV84 := .venv-pytest84
 PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint types pytest pytest84 postgres clean compat
+.PHONY: demo test lint types pytest pytest84 postgres clean compat bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ test: lint types pytest pytest84
 # about 15 minutes; not part of `test`): writes bench/compat/results.md.
 compat:
 	$(PYTHON) bench/compat/run_all.py $(COMPAT_ARGS)
+
+# Overhead against pytest-asyncio and anyio, side by side (needs PyPI; about
+# 15 minutes on 2 busy cores; not part of `test`): writes bench/results.md
+# and bench/results.png. BENCH_ARGS=--quick for a smoke run.
+bench:
+	$(PYTHON) bench/overhead.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV84) .mypy_cache .ruff_cache .pytest_cache
