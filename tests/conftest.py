@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,16 @@ pytest_plugins = ["pytester"]
 def pytester(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
     """A pytester whose runs ignore this project's configuration and cache.
 
+    ONELOOP_TEST_LOOP_FACTORY (e.g. `uvloop:new_event_loop`) runs the inner
+    sessions on another loop; `make test` runs the core suite that way too.
     In-process runs inherit the warning filters of the outer run (which turns
     warnings into errors); the inner runs start from Python's defaults.
     """
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    ini = "[pytest]\naddopts = -p no:cacheprovider\n"
+    factory = os.environ.get("ONELOOP_TEST_LOOP_FACTORY")
+    if factory:
+        ini += f"oneloop_loop_factory = {factory}\n"
+    pytester.makeini(ini)
     with warnings.catch_warnings():
         warnings.resetwarnings()
         yield pytester

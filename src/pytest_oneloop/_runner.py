@@ -165,6 +165,10 @@ class SessionRunner:
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         runner = asyncio.Runner(debug=self.settings.debug, loop_factory=self.settings.factory)
         loop = runner.get_loop()
+        if self.settings.factory is not None:
+            # asyncio.Runner sets only the default loop as the current one;
+            # sync code calling get_event_loop() sees the session loop either way.
+            asyncio.set_event_loop(loop)
         self._runner, self._loop = runner, loop
         for callback in self.on_new_loop:
             callback(loop)
@@ -275,6 +279,8 @@ class SessionRunner:
             self._old_sigint = None
         if runner is not None and not runner.get_loop().is_closed():
             runner.close()
+            if self.settings.factory is not None:
+                asyncio.set_event_loop(None)
 
 
 class AsyncGenFixture(Generic[T]):
