@@ -9,7 +9,7 @@ VENV84 := .venv-pytest84
 PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint types pytest pytest84 postgres clean compat bench
+.PHONY: demo test lint types pytest pytest84 pytest-uvloop postgres clean compat bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,12 @@ pytest84: $(VENV84)/.installed postgres
 	ONELOOP_TEST_PG_URL="$$(bash scripts/ensure-postgres.sh)" \
 	  $(VENV84)/bin/pytest -n 2 --integration $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no integration test selected
 
-test: lint types pytest pytest84
+# The core suite once more with the session loop made by uvloop.
+pytest-uvloop: $(VENV)/.installed
+	ONELOOP_TEST_LOOP_FACTORY=uvloop:new_event_loop \
+	  $(BIN)/pytest -n 2 tests/test_hooks.py tests/test_tasks.py $(PYTEST_ARGS)
+
+test: lint types pytest pytest84 pytest-uvloop
 
 # Real projects' suites under pytest-asyncio, then under this tree (needs PyPI;
 # about 15 minutes; not part of `test`): writes bench/compat/results.md.
