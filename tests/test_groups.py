@@ -342,8 +342,16 @@ def test_grouped_test_named_by_node_id_runs_without_the_flag(
 
 def test_named_ungrouped_test_runs_alongside_a_group_flag(four_tests: pytest.Pytester) -> None:
     """A named test outside the enabled group is not deselected by `--integration`."""
-    result = four_tests.runpytest("--integration", "test_four.py::test_unit", "test_four.py")
-    result.assert_outcomes(passed=3, deselected=1)
+    four_tests.makepyfile(test_other=FOUR_TESTS)
+    result = four_tests.runpytest(
+        "--integration", "test_four.py::test_unit", "test_other.py", "-rA"
+    )
+    result.assert_outcomes(passed=3, deselected=2)
+    assert passed_ids(result) == {
+        "test_four.py::test_unit",
+        "test_other.py::test_real_server",
+        "test_other.py::test_real_and_slow",
+    }
 
 
 def test_class_and_parametrized_test_named_by_node_id_run(pytester: pytest.Pytester) -> None:
