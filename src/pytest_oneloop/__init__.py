@@ -6,7 +6,7 @@ exposes only the version and the few names users may want to refer to.
 
 from __future__ import annotations
 
-from pytest_oneloop._tasks import LeakedTaskWarning, LoopExceptionWarning
+from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, get_runner
+from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Generator
@@ -27,14 +28,6 @@ LEAK_MODES = ("warn", "error", "ignore")
 #: How long cancelled leftovers get to finish; a bound, so a task that
 #: ignores cancellation cannot hang the session.
 CANCEL_GRACE = 5.0
-
-
-class LeakedTaskWarning(pytest.PytestWarning):
-    """A test left tasks pending after its teardown."""
-
-
-class LoopExceptionWarning(pytest.PytestWarning):
-    """An exception was raised in an event loop callback or an unawaited task."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -276,5 +269,3 @@ def _describe_error(item: pytest.Item, context: dict[str, Any]) -> str:
 
 
 WATCH_KEY = pytest.StashKey[TaskWatch]()
-
-__all__ = ["LeakedTaskWarning", "LoopExceptionWarning"]
