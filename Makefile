@@ -9,7 +9,7 @@ VENV84 := .venv-pytest84
 PIP_FLAGS := --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint types pytest pytest84 pytest-uvloop postgres clean compat bench
+.PHONY: demo test lint types pytest pytest84 pytest-uvloop pytest-example postgres clean compat bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,10 @@ $(VENV84)/.installed: pyproject.toml
 	$(VENV84)/bin/python -m pip install $(PIP_FLAGS) -e '.[postgres]' --group test 'pytest==8.4.*'
 	touch $@
 
+# The example app's suite on embedded SQLite; its integration tests are
+# skipped, and the summary says how to run them.
 demo: $(VENV)/.installed
-	$(BIN)/pytest examples -p no:cacheprovider -v
+	$(BIN)/pytest examples/bookshelf -p no:cacheprovider -v -rs
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -56,7 +58,13 @@ pytest-uvloop: $(VENV)/.installed
 	ONELOOP_TEST_LOOP_FACTORY=uvloop:new_event_loop \
 	  $(BIN)/pytest -n 2 tests/test_hooks.py tests/test_tasks.py $(PYTEST_ARGS)
 
-test: lint types pytest pytest84 pytest-uvloop
+# The example app's suite on SQLite, then its integration tests on PostgreSQL.
+pytest-example: $(VENV)/.installed postgres
+	$(BIN)/pytest examples/bookshelf -p no:cacheprovider
+	$(BIN)/pytest examples/bookshelf -p no:cacheprovider --integration \
+	  --db-url "$$(bash scripts/ensure-postgres.sh)" || [ $$? -eq 5 ]  # 5: no integration test selected
+
+test: lint types pytest pytest84 pytest-uvloop pytest-example
 
 # Real projects' suites under pytest-asyncio, then under this tree (needs PyPI;
 # about 15 minutes; not part of `test`): writes bench/compat/results.md.

@@ -1,0 +1,1 @@
+"""Bookshelf: authors, their books and readers' reviews, over HTTP."""
