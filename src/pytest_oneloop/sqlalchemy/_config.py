@@ -43,21 +43,31 @@ NO_METADATA = (
 _USERINFO = re.compile(
     r"^(?P<head>[^:/?#]+://[^:/?#@]*):(?P<password>.*)@(?P<tail>[^@]*)$", re.DOTALL
 )
+_SCHEME = re.compile(r"^[\w+.-]+://")
+UNPARSEABLE = "<not a URL, not shown in case it holds a password>"
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def fail(message: str) -> NoReturn:
     """Fail the DB test being set up with `message` alone, without a traceback.
 
-    A traceback would show function arguments, and some of them hold the URL.
+    A traceback would show function arguments, and some of them hold the URL;
+    the exception being handled, if any, is left out for the same reason.
     """
     __tracebackhide__ = True
-    pytest.fail(message, pytrace=False)
+    raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 def mask_url(url: str | URL) -> str:
-    """`url` as text with its password replaced by `***`."""
-    text = _USERINFO.sub(r"\g<head>:***@\g<tail>", str(url))
+    """`url` as text with its password replaced by `***`.
+
+    Text that does not even start like a URL is not shown at all: where its
+    password would be cannot be told.
+    """
+    text = str(url)
+    if not _SCHEME.match(text):
+        return UNPARSEABLE
+    text = _USERINFO.sub(r"\g<head>:***@\g<tail>", text)
     return _QUERY_PASSWORD.sub(r"\g<key>***", text)
 
 

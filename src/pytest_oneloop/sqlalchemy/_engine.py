@@ -52,7 +52,7 @@ def worker_id(config: pytest.Config) -> str | None:
 
 def reason(exc: BaseException, url: URL) -> str:
     """The driver's one-line account of `exc`, without the password of `url`."""
-    text = _BACKGROUND.sub("", str(exc)).strip() or type(exc).__name__
+    text = _BACKGROUND.sub("", str(exc)).strip().rstrip(".") or type(exc).__name__
     return scrub(text, url)
 
 
@@ -66,6 +66,11 @@ def make_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
     except ImportError as exc:
         driver = url.get_driver_name()
+        if "+" not in url.drivername:
+            fail(
+                f"oneloop: the database URL {mask_url(url)!r} names no driver, and the default "
+                f"one, {driver!r}, cannot be imported ({exc}). {URL_HELP}"
+            )
         install = _DRIVER_EXTRAS.get(driver, f"install the {driver!r} package")
         fail(f"oneloop: the driver of {mask_url(url)!r} is not installed ({exc}): {install}")
     except Exception as exc:  # noqa: BLE001 - dialects refuse URLs with many exception types

@@ -26,6 +26,8 @@ import pytest
 from pytest_oneloop.sqlalchemy._config import require
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
@@ -205,7 +207,9 @@ def register(factory_class: F, name: str | None = None) -> F:
         msg = "oneloop: register() must be called from a module or class body"
         raise RuntimeError(msg)
     namespace = caller.f_locals
+    module = str(namespace.get("__name__", __name__))
     class_name = getattr(factory_class, "__name__", repr(factory_class))
+    factory_name = f"{fixture_name}_factory"
 
     def bound_factory(factory: PersistingFactory) -> BoundFactory:
         return factory.bind(factory_class)
@@ -213,12 +217,16 @@ def register(factory_class: F, name: str | None = None) -> F:
     async def instance(factory: PersistingFactory) -> Any:
         return await factory(factory_class)
 
-    bound_factory.__doc__ = (
-        f"{class_name} bound to db_session: `await {fixture_name}_factory(**kw)`."
-    )
-    instance.__doc__ = f"One object made by {class_name}, flushed into db_session."
-    namespace[f"{fixture_name}_factory"] = pytest.fixture(name=f"{fixture_name}_factory")(
-        bound_factory
-    )
-    namespace[fixture_name] = pytest.fixture(name=fixture_name)(instance)
+    doc = f"{class_name} bound to db_session: `await {factory_name}(**kw)`."
+    namespace[factory_name] = _as_fixture(bound_factory, factory_name, module, doc)
+    doc = f"One object made by {class_name}, flushed into db_session."
+    namespace[fixture_name] = _as_fixture(instance, fixture_name, module, doc)
     return factory_class
+
+
+def _as_fixture(function: Callable[..., Any], name: str, module: str, doc: str) -> object:
+    """`function` as the fixture `name`, listed by `pytest --fixtures` under `module`."""
+    function.__name__ = function.__qualname__ = name
+    function.__module__ = module
+    function.__doc__ = doc
+    return pytest.fixture(name=name)(function)

@@ -59,6 +59,11 @@ async def rolled_back_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession
             yield session
         finally:
             await session.close()
+            event.remove(connection.sync_connection, "commit", _refuse_outer_commit)
             if transaction.is_active:
                 await transaction.rollback()
-            event.remove(connection.sync_connection, "commit", _refuse_outer_commit)
+            else:
+                # The test ended the outer transaction itself (a refused commit
+                # leaves it open on the server while SQLAlchemy thinks it is
+                # over): discard the connection, so the server rolls it back.
+                await connection.invalidate()

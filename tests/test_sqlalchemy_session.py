@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+import sqlalchemy_support as support
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+COUNT_USERS = """
+from sqlalchemy import func, select
+
+from models import User
+
+
+async def count_users(session):
+    return await session.scalar(select(func.count(User.id)))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    support.isolate_environment(monkeypatch)
+
+
+@pytest.fixture(params=support.BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database on each backend."""
+    with support.database(request.param, tmp_path) as url:
+        yield url
+
+
+def test_what_a_test_commits_is_gone_before_the_next_test(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """A committed row exists for the rest of its test and not in the next one."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makepyfile(
+        """
+        from helpers import count_users
+        from models import User
+
+        async def test_commits(db_session):
+            user = User(name="ann", email="ann@example.com")
+            db_session.add(user)
+            await db_session.commit()
+            assert user.name == "ann"  # still loaded: expire_on_commit is off
+            assert await count_users(db_session) == 1
+
+        async def test_sees_nothing(db_session):
+            assert await count_users(db_session) == 0
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_a_rollback_inside_a_test_returns_to_the_tests_last_commit(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """commit() and rollback() work on SAVEPOINTs; on SQLite too, and still nothing leaks."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makepyfile(
+        """
+        from sqlalchemy import select
+
+        from helpers import count_users
+        from models import User
+
+        async def test_savepoints(db_session):
+            db_session.add(User(name="kept", email="kept@example.com"))
+            await db_session.commit()
+            db_session.add(User(name="dropped", email="dropped@example.com"))
+            await db_session.flush()
+            await db_session.rollback()
+            assert (await db_session.scalars(select(User.name))).all() == ["kept"]
+
+        async def test_sees_nothing(db_session):
+            assert await count_users(db_session) == 0
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_nothing_is_lost_and_nothing_leaks_after_tests_that_commit_roll_back_raise_and_fail(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """Every table keeps its row count, tables made for the run go, no connection stays out."""
+    support.seed_users(database_url, "seed-1", "seed-2")
+    support.make_project(pytester, database_url)
+    pytester.makeconftest(support.AUDIT_CONFTEST)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        from factories import BlogPostFactory, UserFactory
+        from helpers import count_users
+
+        async def test_commits(factory, db_session):
+            await factory(BlogPostFactory, tags=["a", "b"])
+            await db_session.commit()
+
+        async def test_rolls_back(factory, db_session):
+            await factory.batch(UserFactory, 3)
+            await db_session.rollback()
+
+        async def test_raises(factory, db_session):
+            await factory(UserFactory)
+            await db_session.commit()
+            raise RuntimeError("boom")
+
+        async def test_fails(factory, db_session):
+            await factory(BlogPostFactory)
+            await db_session.commit()
+            assert False
+
+        async def test_sees_only_the_seed(db_session):
+            assert await count_users(db_session) == 2
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=3, failed=2)
+    audit = json.loads((pytester.path / "audit.json").read_text())
+    assert (
+        audit["before"]
+        == audit["after"]
+        == {
+            "users": 2,
+            "blog_posts": 0,
+            "tags": 0,
+            "profiles": 0,
+        }
+    )
+    assert audit["checked_out"] == 0
+    assert support.row_counts(database_url) == {"users": 2}
+
+
+def test_a_test_that_breaks_its_transaction_does_not_harm_the_next(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """An IntegrityError, caught or not, leaves the next test a working session."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makepyfile(
+        """
+        import pytest
+        from sqlalchemy.exc import IntegrityError
+
+        from helpers import count_users
+        from models import User
+
+        async def test_caught(db_session):
+            db_session.add_all([User(name="x", email="1"), User(name="x", email="2")])
+            with pytest.raises(IntegrityError):
+                await db_session.commit()
+            await db_session.rollback()
+            assert await count_users(db_session) == 0
+
+        async def test_uncaught(db_session):
+            db_session.add_all([User(name="y", email="1"), User(name="y", email="2")])
+            await db_session.commit()
+
+        async def test_next(db_session):
+            db_session.add(User(name="x", email="3"))
+            await db_session.commit()
+            assert await count_users(db_session) == 1
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["_* test_uncaught _*", "E *sqlalchemy.exc.IntegrityError: *"])
+
+
+def test_committing_the_outer_transaction_fails_clearly_and_is_rolled_back(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """Committing db_session's connection itself is refused with a message saying what to do."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makepyfile(
+        """
+        from helpers import count_users
+        from models import User
+
+        async def test_commits_the_connection(db_session):
+            db_session.add(User(name="ann", email="ann@example.com"))
+            await db_session.flush()
+            await db_session.bind.commit()
+
+        async def test_sees_nothing(db_session):
+            assert await count_users(db_session) == 0
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "E   *OuterCommitError: oneloop: the test tried to commit the outer transaction "
+                "of db_session's connection, which would make its writes outlive the test. "
+                "Commit the session (`await db_session.commit()`), which only releases a "
+                "SAVEPOINT; bind other sessions with join_transaction_mode='create_savepoint'."
+            )
+        ]
+    )
+
+
+def test_the_apps_sessionmaker_bound_to_db_session_writes_inside_the_test_transaction(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """The documented recipe: the app's own sessions commit into db_session's transaction."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(
+        helpers=COUNT_USERS,
+        app="""
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from models import User
+
+        Session = async_sessionmaker(expire_on_commit=False)
+
+        async def sign_up(name):
+            async with Session() as session:
+                session.add(User(name=name, email=f"{name}@example.com"))
+                await session.commit()
+        """,
+    )
+    pytester.makeconftest(
+        """
+        import pytest
+
+        import app
+
+        @pytest.fixture(autouse=True)
+        def app_sessions(db_session, monkeypatch):
+            monkeypatch.setitem(app.Session.kw, "bind", db_session.bind)
+            monkeypatch.setitem(app.Session.kw, "join_transaction_mode", "create_savepoint")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import app
+        from helpers import count_users
+
+        async def test_app_writes(db_session):
+            await app.sign_up("ann")
+            await app.sign_up("bob")
+            assert await count_users(db_session) == 2
+
+        async def test_sees_nothing(db_session):
+            assert await count_users(db_session) == 0
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
