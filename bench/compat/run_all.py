@@ -17,6 +17,7 @@ import argparse
 import fnmatch
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -137,7 +138,11 @@ def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str
             f"| {ref.async_passed} → {one.async_passed} | {same} |"
         )
         if rows:
-            details += ["", f"### {package}: {len(rows)} differences", ""]
+            details += [
+                "",
+                f"### {package}: {len(rows)} {'difference' if len(rows) == 1 else 'differences'}",
+                "",
+            ]
             details += ["| test | pytest-asyncio | oneloop | why |", "|---|---|---|---|"]
             for test, ref_word, one_word, why in rows:
                 unexplained += why.startswith(
@@ -149,8 +154,8 @@ def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str
     lines += ["", "## Arguments", "", "| package | pytest arguments | why |", "|---|---|---|"]
     for package in packages:
         recipe = recipes[package]
-        args = " ".join(recipe.args)
-        ref_only = " ".join(recipe.reference_args)
+        args = shlex.join(recipe.args)
+        ref_only = shlex.join(recipe.reference_args)
         if ref_only:
             args += f" (pytest-asyncio run only: {ref_only})"
         lines.append(f"| {package} | `{args}` | {recipe.why_args or '-'} |")
