@@ -180,6 +180,32 @@ def test_the_loop_factory_hook_receives_config_and_item(pytester: pytest.Pyteste
     result.stdout.fnmatch_lines(["*HOOK Config test_loop*", "*LOOP LoopB DEBUG False"])
 
 
+def test_the_loop_factory_hook_makes_each_xdist_workers_loop(pytester: pytest.Pytester) -> None:
+    """Under pytest-xdist every worker asks the hook and runs its tests on that loop."""
+    pytest.importorskip("xdist")
+    _loops(pytester)
+    pytester.makeconftest(
+        """
+        import loops
+
+        def pytest_asyncio_loop_factories():
+            return {"a": loops.LoopA}
+        """
+    )
+    pytester.makepyfile(
+        """
+        import asyncio
+        import loops
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        async def test_on_a(n):
+            assert isinstance(asyncio.get_running_loop(), loops.LoopA)
+        """
+    )
+    pytester.runpytest_subprocess("-n", "2", timeout=120).assert_outcomes(passed=4)
+
+
 def test_tests_given_different_loops_by_the_hook_stop_the_run_naming_them(
     pytester: pytest.Pytester,
 ) -> None:
