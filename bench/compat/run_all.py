@@ -46,7 +46,10 @@ def load_reasons(path: Path = HERE / "differences.tsv") -> list[tuple[str, str, 
 
 def _load(package: str, flavour: str) -> tuple[run_one.Result, dict[str, tuple[str, str]]]:
     work = run_one.workdir(package, flavour)
-    data = json.loads((work / "result.json").read_text(encoding="utf-8"))
+    try:
+        data = json.loads((work / "result.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return run_one.Result(package, flavour, rc=99, problem="not run"), {}
     return run_one.Result(**data), run_one.read_junit(work / "junit.xml")
 
 
@@ -99,6 +102,12 @@ def _last_error(package: str, flavour: str) -> str:
     return "no output"
 
 
+def _recorded(ref: run_one.Result, recipe: run_one.Recipe) -> str:
+    """Whether the reference run matches corpus.tsv's recorded passed/failed/skipped."""
+    now = f"{ref.passed}/{ref.failed}/{ref.skipped}"
+    return "yes" if now == recipe.recorded else f"**no**: recorded {recipe.recorded}"
+
+
 def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str, int]:
     """The markdown of results.md, and how many differences nothing explains."""
     reasons = load_reasons()
@@ -111,8 +120,11 @@ def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str
         "uninstalled; the harness's `pytest_asyncio` import shim is the only help (never loaded",
         "as a plugin). Counts are passed / failed / skipped / errors.",
         "",
-        "| package | pytest-asyncio | oneloop | async tests passed | same tests pass |",
-        "|---|---|---|---|---|",
+        (
+            "| package | pytest-asyncio | oneloop | async tests passed | same tests pass "
+            "| reference as recorded |"
+        ),
+        "|---|---|---|---|---|---|",
     ]
     details: list[str] = []
     unexplained = 0
@@ -135,7 +147,7 @@ def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str
         same = "yes" if ref_passing == one_passing and ref_outcomes else "**no**"
         lines.append(
             f"| {package} {recipe.version} | {_counts(ref)} | {_counts(one)} "
-            f"| {ref.async_passed} → {one.async_passed} | {same} |"
+            f"| {ref.async_passed} → {one.async_passed} | {same} | {_recorded(ref, recipe)} |"
         )
         if rows:
             details += [
