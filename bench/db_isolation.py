@@ -1,0 +1,271 @@
+"""What rollback isolation costs: db_session against no isolation and a schema per test.
+
+Run it with the interpreter that has pytest-oneloop and its `[postgres]`
+extra installed (the project's `.venv`):
+
+    .venv/bin/python bench/db_isolation.py [--tests 500] [--rounds 5] [--pg-url URL]
+
+It generates a suite of `--tests` tests; each creates 5 rows through the
+`factory` fixture and runs one query. The suite runs in three flavours that
+differ only in the `db_session` fixture:
+
+    rollback   the plugin's db_session: one connection, an outer transaction,
+               SAVEPOINTs, rolled back after each test
+    none       no isolation at all: a plain AsyncSession that commits, so rows
+               pile up across the tests
+    schema     a schema per test: create_all before each test, drop_all after
+
+on SQLite (a file, aiosqlite) and on PostgreSQL (asyncpg, a scratch database
+created for the run on the server named by --pg-url or ONELOOP_TEST_PG_URL
+and dropped at the end). Each round runs the flavours one after the other,
+after a warm-up round that is thrown away, and the wall time of the whole
+pytest subprocess is taken from outside: nothing is timed inside the tests.
+A run that does not end with exactly `N passed` stops the benchmark. The
+targets: rollback / none <= 1.3 and schema / rollback >= 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+FLAVOURS = ("rollback", "none", "schema")
+TESTS_PER_MODULE = 50
+TARGET_OVERHEAD = 1.3
+TARGET_SPEEDUP = 5.0
+
+MODELS = """
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), index=True)
+    email: Mapped[str] = mapped_column(String(100))
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(100))
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    body: Mapped[str] = mapped_column(String(200))
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(30), unique=True)
+"""
+
+FACTORIES = """
+import factory
+from factory.alchemy import SQLAlchemyModelFactory
+
+from models import User
+
+
+class UserFactory(SQLAlchemyModelFactory):
+    class Meta:
+        model = User
+
+    name = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.name}@example.com")
+"""
+
+TEST_MODULE = """
+import pytest
+from sqlalchemy import func, select
+
+from factories import UserFactory
+from models import User
+
+
+@pytest.mark.parametrize("n", range({count}))
+async def test_five_rows_and_a_query(n, factory, db_session):
+    await factory.batch(UserFactory, 5)
+    found = await db_session.scalar(select(func.count(User.id)).where(User.name.like("user%")))
+    assert found >= 5
+"""
+
+CONFTESTS = {
+    "rollback": "",
+    "none": """
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@pytest.fixture
+async def db_session(db_engine):
+    async with AsyncSession(db_engine, expire_on_commit=False) as session:
+        yield session
+        await session.commit()
+""",
+    "schema": """
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@pytest.fixture
+async def db_session(db_engine, db_metadata):
+    async with db_engine.begin() as connection:
+        await connection.run_sync(db_metadata.create_all)
+    async with AsyncSession(db_engine, expire_on_commit=False) as session:
+        yield session
+        await session.commit()
+    async with db_engine.begin() as connection:
+        await connection.run_sync(db_metadata.drop_all)
+""",
+}
+
+
+def write_suite(root: Path, url: str, flavour: str, tests: int) -> None:
+    """One project directory: models, factories, the flavour's conftest, the tests."""
+    root.mkdir(parents=True)
+    (root / "pytest.ini").write_text(
+        f"[pytest]\npythonpath = .\noneloop_db_metadata = models:Base\noneloop_db_url = {url}\n"
+    )
+    (root / "models.py").write_text(MODELS)
+    (root / "factories.py").write_text(FACTORIES)
+    (root / "conftest.py").write_text(CONFTESTS[flavour])
+    for index, start in enumerate(range(0, tests, TESTS_PER_MODULE)):
+        count = min(TESTS_PER_MODULE, tests - start)
+        (root / f"test_rows_{index:03}.py").write_text(TEST_MODULE.format(count=count))
+
+
+def run_suite(root: Path, tests: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one pytest run of the suite in `root`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONELOOP_", "PYTEST_"))}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not summary.startswith(f"{tests} passed in "):
+        sys.exit(f"{root.name}: expected '{tests} passed', got:\n{done.stdout}\n{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def measure(workdir: Path, backend: str, url: str, tests: int, rounds: int) -> None:
+    """Run the flavours interleaved for `rounds` rounds and print medians and ratios."""
+    roots = {flavour: workdir / f"{backend}-{flavour}" for flavour in FLAVOURS}
+    for flavour, root in roots.items():
+        write_suite(root, url, flavour, tests)
+    for flavour in FLAVOURS:  # warm-up: compiles the bytecode, fills caches
+        run_suite(roots[flavour], tests)
+    walls: dict[str, list[float]] = {flavour: [] for flavour in FLAVOURS}
+    cpus: dict[str, list[float]] = {flavour: [] for flavour in FLAVOURS}
+    for _ in range(rounds):
+        for flavour in FLAVOURS:
+            wall, cpu = run_suite(roots[flavour], tests)
+            walls[flavour].append(wall)
+            cpus[flavour].append(cpu)
+    wall = {flavour: statistics.median(values) for flavour, values in walls.items()}
+    cpu = {flavour: statistics.median(values) for flavour, values in cpus.items()}
+    print(f"\n{backend}: {tests} tests, median of {rounds} rounds")
+    print(f"  {'flavour':<10} {'wall s':>8} {'cpu s':>8}")
+    for flavour in FLAVOURS:
+        print(f"  {flavour:<10} {wall[flavour]:>8.2f} {cpu[flavour]:>8.2f}")
+    overhead = wall["rollback"] / wall["none"]
+    speedup = wall["schema"] / wall["rollback"]
+    cpu_overhead = cpu["rollback"] / cpu["none"]
+    cpu_speedup = cpu["schema"] / cpu["rollback"]
+    print(
+        f"  rollback / none   = {overhead:.2f} wall, {cpu_overhead:.2f} cpu "
+        f"(target <= {TARGET_OVERHEAD}: {'met' if overhead <= TARGET_OVERHEAD else 'MISSED'})"
+    )
+    print(
+        f"  schema / rollback = {speedup:.2f} wall, {cpu_speedup:.2f} cpu "
+        f"(target >= {TARGET_SPEEDUP}: {'met' if speedup >= TARGET_SPEEDUP else 'MISSED'})"
+    )
+
+
+async def _autocommit(url: str, statement: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+def postgres(workdir: Path, server_url: str, tests: int, rounds: int) -> None:
+    """Measure on a scratch database of the server, dropped afterwards."""
+    from sqlalchemy import make_url
+
+    server = make_url(server_url)
+    name = f"oneloop_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_autocommit(server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        url = server.set(database=name).render_as_string(hide_password=False)
+        measure(workdir, "postgresql", url, tests, rounds)
+    finally:
+        asyncio.run(_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments and measure on SQLite, then on PostgreSQL when a URL is given."""
+    parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or "").split("\n")[0])
+    parser.add_argument("--tests", type=int, default=500, help="tests in the suite (500)")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (5)")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("ONELOOP_TEST_PG_URL"),
+        help="PostgreSQL server URL (default: $ONELOOP_TEST_PG_URL); a scratch database "
+        "is created on it",
+    )
+    args = parser.parse_args(argv)
+    print(f"python {sys.version.split()[0]}, {args.tests} tests x 5 rows, {args.rounds} rounds")
+    workdir = Path(tempfile.mkdtemp(prefix="oneloop-db-bench-"))
+    try:
+        measure(
+            workdir,
+            "sqlite",
+            f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+            args.tests,
+            args.rounds,
+        )
+        if args.pg_url:
+            postgres(workdir, args.pg_url, args.tests, args.rounds)
+        else:
+            print("\npostgresql: not measured: pass --pg-url or set ONELOOP_TEST_PG_URL")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
