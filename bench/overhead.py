@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -32,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+DB_SCRIPT = BENCH / "db_isolation.py"
 
 # The one pin: every flavour runs exactly this pytest.
 PYTEST = "pytest==9.2.0"
@@ -57,7 +58,7 @@ STARTUP_TARGET_MS = 30.0
 SCALING_TARGET = 0.15
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Flavour:
     """One way of running the suite: its venv, what it installs, its plugin's distribution."""
 
@@ -251,7 +252,7 @@ def installed_versions(venv: Path) -> dict[str, str]:
     return versions
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Timing:
     """One pytest run: wall time around the subprocess, and the CPU time it used."""
 
@@ -304,7 +305,7 @@ def locked(cache: Path) -> Iterator[None]:
 # Measurements ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Stats:
     """Median, min and max of some durations, in seconds."""
 
@@ -318,7 +319,7 @@ class Stats:
         return cls(statistics.median(samples), min(samples), max(samples))
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Measured:
     """The wall and CPU times of the measured rounds of one case."""
 
@@ -326,7 +327,7 @@ class Measured:
     cpu: Stats
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Case:
     """One pytest command to time: in which venv, on which suite, and what it must report."""
 
@@ -358,7 +359,7 @@ def interleave(cases: Sequence[Case], rounds: int) -> dict[str, Measured]:
     }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """What to run, from the command line."""
 
@@ -367,6 +368,7 @@ class Settings:
     rounds: int
     startup_repeats: int
     scaling_sizes: tuple[int, int]
+    db_tests: int
     cache: Path
     out: Path
 
@@ -381,7 +383,7 @@ def measure_overhead(settings: Settings, venvs: dict[str, Path]) -> dict[str, Me
     return interleave(cases, settings.rounds)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Startup:
     """Collect-only times on a one-test suite, with the plugin and without."""
 
@@ -407,7 +409,7 @@ def measure_startup(settings: Settings, venv: Path) -> Startup:
     return Startup(measured["oneloop"], measured["no:oneloop"])
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Scaling:
     """One flavour's times at one test and at the two suite sizes."""
 
@@ -452,21 +454,47 @@ def measure_scaling(settings: Settings, venvs: dict[str, Path]) -> dict[str, Sca
     }
 
 
-def run_db_isolation(settings: Settings) -> str | None:
-    """The SQLAlchemy isolation benchmark's own report, when its script exists."""
-    script = BENCH / "db_isolation.py"
-    if not script.exists():
-        print("DB isolation: bench/db_isolation.py does not exist yet, skipped", flush=True)
-        return None
+@dataclasses.dataclass(frozen=True)
+class DbIsolation:
+    """What `bench/db_isolation.py` printed, and the command that printed it."""
+
+    command: str
+    output: str
+    ok: bool
+
+
+def prepare_db_venv(venv: Path) -> None:
+    """The SQLAlchemy benchmark's venv: this checkout with its `[postgres]` extra."""
+    print(f"  db isolation: {venv}", flush=True)
+    ensure_venv(venv, [PYTEST])
+    run([python_of(venv), *PIP, PYTEST, f"{ROOT}[postgres]"], timeout=INSTALL_TIMEOUT)
+    run([python_of(venv), *PIP, "--force-reinstall", "--no-deps", ROOT], timeout=INSTALL_TIMEOUT)
+
+
+def run_db_isolation(settings: Settings, venv: Path) -> DbIsolation:
+    """Run `bench/db_isolation.py` in its venv; its report is kept as it printed it."""
     print("DB isolation", flush=True)
-    command = [sys.executable, script, "--tests", str(settings.tests)]
-    return run([*command, "--rounds", str(settings.rounds)], timeout=RUN_TIMEOUT * 4).rstrip()
+    args = ["--tests", str(settings.db_tests), "--rounds", str(settings.rounds)]
+    proc = subprocess.run(
+        [str(python_of(venv)), str(DB_SCRIPT), *args],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT * 4,
+        check=False,
+    )
+    output = proc.stdout.rstrip()
+    if proc.returncode != 0:
+        output += f"\n\nexit status {proc.returncode}\n" + proc.stderr.rstrip()[-3000:]
+    command = " ".join(["bench/db_isolation.py", *args])
+    return DbIsolation(command, output, proc.returncode == 0)
 
 
 # Reports --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Results:
     """Everything one run measured, and in what conditions."""
 
@@ -475,7 +503,7 @@ class Results:
     overhead: dict[str, Measured]
     startup: Startup
     scaling: dict[str, Scaling]
-    db_isolation: str | None
+    db_isolation: DbIsolation | None
     started: datetime
     load: tuple[tuple[float, float, float], tuple[float, float, float]]
 
@@ -642,9 +670,6 @@ def print_report(results: Results) -> None:
     print(text_table(STARTUP_HEADER, startup_rows(results)))
     print(f"\nScaling: {small} vs {large} tests, {SCALING_TESTS_PER_MODULE} per module")
     print(text_table(scaling_header(results), scaling_rows(results)))
-    if results.db_isolation is not None:
-        print("\nDB isolation (bench/db_isolation.py)")
-        print(results.db_isolation)
     print("\nTargets")
     for line in target_lines(results):
         print(f"  {line}")
@@ -701,17 +726,11 @@ def markdown(results: Results) -> str:
         *(f"- {line}" for line in target_lines(results)),
         "",
     ]
-    if results.db_isolation is not None:
-        parts += [
-            "## DB isolation",
-            "",
-            f"`bench/db_isolation.py --tests {settings.tests} --rounds {settings.rounds}`:",
-            "",
-            "```text",
-            results.db_isolation,
-            "```",
-            "",
-        ]
+    db = results.db_isolation
+    if db is not None:
+        status = "" if db.ok else " (it FAILED)"
+        parts += ["## DB isolation", "", f"`{db.command}`{status}:", "", "```text"]
+        parts += [db.output, "```", ""]
     return "\n".join(parts)
 
 
@@ -798,6 +817,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         rounds=args.rounds or (1 if quick else 5),
         startup_repeats=3 if quick else 10,
         scaling_sizes=(50, 200) if quick else (1000, 10000),
+        db_tests=20 if quick else 500,
         cache=args.cache_dir.resolve(),
         out=args.out.resolve(),
     )
@@ -811,38 +831,51 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_args(argv)
     started = datetime.now(tz=UTC)
     start_load = os.getloadavg()
-    with locked(settings.cache):
+    cache = settings.cache
+    with locked(cache):
         print("Preparing venvs", flush=True)
-        venvs = {flavour.name: settings.cache / f"venv-{flavour.name}" for flavour in FLAVOURS}
-        versions = {
-            flavour.name: prepare_flavour(venvs[flavour.name], flavour) for flavour in FLAVOURS
-        }
-        tools = settings.cache / "venv-tools"
-        ensure_venv(tools, [MATPLOTLIB])
+        venvs = {flavour.name: cache / f"venv-{flavour.name}" for flavour in FLAVOURS}
+        versions = {f.name: prepare_flavour(venvs[f.name], f) for f in FLAVOURS}
+        ensure_venv(cache / "venv-tools", [MATPLOTLIB])
+        if DB_SCRIPT.exists():
+            prepare_db_venv(cache / "venv-db")
         print(f"Overhead: {settings.tests} tests, {settings.rounds} rounds", flush=True)
         overhead = measure_overhead(settings, venvs)
         print("Start-up", flush=True)
         startup = measure_startup(settings, venvs["oneloop"])
-        print(
-            f"Scaling: {settings.scaling_sizes[0]} vs {settings.scaling_sizes[1]} tests", flush=True
-        )
+        small, large = settings.scaling_sizes
+        print(f"Scaling: {small} vs {large} tests", flush=True)
         scaling = measure_scaling(settings, venvs)
-        db_isolation = run_db_isolation(settings)
         results = Results(
             settings,
             versions,
             overhead,
             startup,
             scaling,
-            db_isolation,
+            None,
             started,
             (start_load, os.getloadavg()),
         )
         print_report(results)
-        settings.out.mkdir(parents=True, exist_ok=True)
-        (settings.out / "results.md").write_text(markdown(results))
-        write_chart(results, tools, settings.out / "results.png")
-    print(f"\nWrote {settings.out / 'results.md'} and {settings.out / 'results.png'}")
+        write_results(results, cache / "venv-tools")
+        # Last, so that a failure there cannot lose the measurements above.
+        if not DB_SCRIPT.exists():
+            print("\nDB isolation: bench/db_isolation.py does not exist yet, skipped")
+            return
+        db = run_db_isolation(settings, cache / "venv-db")
+        print(f"\nDB isolation ({db.command})\n{db.output}")
+        write_results(dataclasses.replace(results, db_isolation=db), cache / "venv-tools")
+        if not db.ok:
+            sys.exit("bench: bench/db_isolation.py failed; its output is in results.md")
+
+
+def write_results(results: Results, tools: Path) -> None:
+    """Write results.md and results.png."""
+    out = results.settings.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown(results))
+    write_chart(results, tools, out / "results.png")
+    print(f"Wrote {out / 'results.md'} and {out / 'results.png'}", flush=True)
 
 
 if __name__ == "__main__":
