@@ -298,6 +298,7 @@ def pg_databases() -> set[str]:
 AUDIT_CONFTEST = textwrap.dedent(
     """
     import json
+    import os
     import pathlib
 
     import pytest
@@ -319,7 +320,9 @@ AUDIT_CONFTEST = textwrap.dedent(
         yield
         after = await counts()
         report = {"before": before, "after": after, "checked_out": db_engine.pool.checkedout()}
-        pathlib.Path(__file__).with_name("audit.json").write_text(json.dumps(report))
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        name = f"audit-{worker}.json" if worker else "audit.json"
+        pathlib.Path(__file__).with_name(name).write_text(json.dumps(report))
     """
 )
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,7 +13,6 @@ import sqlalchemy_support as support
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 SECRET = "hunter2-not-shown"  # noqa: S105 - made up, so that no output may show it
 UNREACHABLE = f"postgresql+asyncpg://tester:{SECRET}@127.0.0.1:1/nowhere"
@@ -375,5 +376,104 @@ def test_pytest_fixtures_documents_every_db_fixture(pytester: pytest.Pytester) -
             "*An AsyncSession whose work is rolled back after the test, whatever it did.",
             "factory -- *",
             "*Persists what factory_boy factories build into db_session.",
+        ]
+    )
+
+
+def test_each_xdist_worker_uses_a_database_of_its_own_and_drops_it_at_the_end(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """Under -n 2 each worker works in `<name>_gw<N>`, audited clean, and gone afterwards."""
+    support.make_project(pytester, database_url)
+    pytester.makeconftest(support.AUDIT_CONFTEST)
+    pytester.makepyfile(
+        """
+        import os
+        import pathlib
+
+        import pytest
+
+        from factories import BlogPostFactory
+
+        @pytest.mark.parametrize("n", range(8))
+        async def test_records_its_database(n, factory, db_session, db_engine):
+            await factory(BlogPostFactory)
+            await db_session.commit()
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            seen = pathlib.Path(__file__).with_name(f"seen-{worker}-{n}.txt")
+            seen.write_text(db_engine.url.database)
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", timeout=300)
+    result.assert_outcomes(passed=8)
+    base = make_url(database_url).database
+    assert base
+    seen = {path.name.split("-")[1]: path.read_text() for path in pytester.path.glob("seen-*")}
+    assert sorted(seen) == ["gw0", "gw1"]
+    for worker, name in seen.items():
+        if base.endswith(".db"):
+            assert name == base.removesuffix(".db") + f"_{worker}.db"
+        else:
+            assert name == f"{base}_{worker}"
+        audit = json.loads((pytester.path / f"audit-{worker}.json").read_text())
+        assert audit["before"] == audit["after"]
+        assert audit["checked_out"] == 0
+    if base.endswith(".db"):
+        assert sorted(path.name for path in Path(base).parent.iterdir()) == []
+    else:
+        assert not {name for name in support.pg_databases() if name.startswith(f"{base}_gw")}
+    assert support.row_counts(database_url) == {}
+
+
+def test_a_db_metadata_override_of_the_wrong_type_fails_clearly(pytester: pytest.Pytester) -> None:
+    """An overridden db_metadata returning neither a MetaData nor a base is named as such."""
+    support.make_project(pytester, None)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def db_metadata():
+            return 42
+        """
+    )
+    pytester.makepyfile(textwrap.dedent(DB_TEST))
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "oneloop: the db_metadata fixture's value is 42, which is neither a DeclarativeBase "
+                "nor a MetaData. Point oneloop_db_metadata at your declarative base class or "
+                "MetaData object."
+            )
+        ]
+    )
+
+
+def test_tables_that_cannot_be_created_fail_with_one_clear_error(
+    pytester: pytest.Pytester,
+) -> None:
+    """DDL the database refuses fails the DB tests with the database's own reason."""
+    support.make_project(pytester, None, metadata="broken:metadata")
+    pytester.makepyfile(
+        broken="""
+        from sqlalchemy import CheckConstraint, Column, Integer, MetaData, Table
+
+        metadata = MetaData()
+        Table("broken", metadata, Column("x", Integer), CheckConstraint("x >>> 1"))
+        """
+    )
+    pytester.makepyfile(textwrap.dedent(DB_TEST))
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            (
+                "oneloop: cannot create the tables of db_metadata in 'sqlite+aiosqlite:///*': "
+                "(sqlite3.OperationalError) near *: syntax error"
+            ),
+            "[[]SQL: ",
+            "CREATE TABLE broken (",
         ]
     )
