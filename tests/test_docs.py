@@ -11,7 +11,8 @@ The convention (docs/architecture.md, "Code blocks in the docs"):
   file is also loaded on its own with `--strict-config`.
 - `console` blocks hold commands: `pytest ...` must parse and configure
   (with the files above in place), `pip install` may name only this
-  project's extras or installed packages, `make` only existing targets.
+  project's extras or installed packages, `make` only existing targets,
+  `python SCRIPT` only a script of the repository.
 - `<!-- docs-test: DIRECTIVE -->` on the line before a block (blank lines
   allowed between) changes what happens to it:
   `outcomes failed=1 passed=2` (test block: exactly these outcomes instead
@@ -310,6 +311,8 @@ def test_every_console_command_is_valid(
                 check_pip_command(args, f"{block}: {line.strip()}")
             elif command == "make":
                 check_make_command(args, f"{block}: {line.strip()}")
+            elif Path(command).name in ("python", "python3"):
+                check_python_command(args, f"{block}: {line.strip()}")
             else:
                 pytest.fail(
                     f"{block}: no check for {command!r}; exempt the block with "
@@ -356,6 +359,13 @@ def check_make_command(args: list[str], where: str) -> None:
         assert re.search(rf"^{re.escape(target)}:", makefile, re.MULTILINE), (
             f"{where}: the Makefile has no target {target!r}"
         )
+
+
+def check_python_command(args: list[str], where: str) -> None:
+    """`python path/to/script.py ...` names a script of this repository."""
+    script = next((arg for arg in args if not arg.startswith("-")), None)
+    assert script is not None, f"{where}: only `python SCRIPT ...` is checked"
+    assert (ROOT / script).is_file(), f"{where}: there is no {script} in the repository"
 
 
 def test_every_block_is_checked_or_exempted() -> None:
