@@ -521,3 +521,58 @@ def test_loop_callback_errors_are_attached_to_the_test(pytester: pytest.Pytester
         "-p", "no:randomly", "-W", "error::pytest_oneloop.LoopExceptionWarning"
     )
     strict.assert_outcomes(passed=3, errors=2)
+
+
+def test_a_socket_closed_behind_its_transport_does_not_poison_the_next_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """The dead descriptor is dropped, so a new socket with the same number works."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import socket
+
+        async def test_closes_socket_behind_transport():
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            with socket.socket() as sock:
+                sock.connect(server.sockets[0].getsockname())
+                await loop.create_connection(asyncio.Protocol, sock=sock)
+            server.close()
+
+        async def test_next_connection_works():
+            async def greet(reader, writer):
+                writer.write(b"hi\\n")
+                await writer.drain()
+            server = await asyncio.start_server(greet, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+            assert await reader.readline() == b"hi\\n"
+            writer.close()
+            server.close()
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly", timeout=HANG_LIMIT).assert_outcomes(passed=2)
+
+
+def test_loop_errors_still_reach_the_asyncio_logger(pytester: pytest.Pytester) -> None:
+    """Besides the warning, asyncio's own handler logs the error, as without the plugin."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import gc
+        import logging
+
+        async def test_logged(caplog):
+            caplog.set_level(logging.ERROR, logger="asyncio")
+            async def boom():
+                raise RuntimeError("boom")
+            task = asyncio.get_running_loop().create_task(boom())
+            await asyncio.sleep(0)
+            del task
+            gc.collect()
+            assert "Task exception was never retrieved" in caplog.text
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*LoopExceptionWarning*Task exception was never retrieved*"])

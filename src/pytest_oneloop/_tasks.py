@@ -125,9 +125,10 @@ class TaskWatch:
         loop.set_task_factory(owning_task_factory)  # type: ignore[arg-type]
 
     def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if self.current is None:
-            loop.default_exception_handler(context)
-        else:
+        # asyncio's own handler still logs it (to the `asyncio` logger, which
+        # pytest captures); the test it happened in gets a warning too.
+        loop.default_exception_handler(context)
+        if self.current is not None:
             self.errors.append(context)
 
     def leaked(self, item: pytest.Item) -> list[asyncio.Task[Any]]:
@@ -139,13 +140,14 @@ class TaskWatch:
             if not task.done():
                 pending.append(task)
             elif not task.cancelled() and _unretrieved(task):
-                exc = task.exception()
-                self.errors.append(
+                # Reported now rather than whenever the task is collected.
+                self._on_exception(
+                    task.get_loop(),
                     {
                         "message": "Task exception was never retrieved",
-                        "exception": exc,
-                        "task": task,
-                    }
+                        "exception": task.exception(),
+                        "future": task,
+                    },
                 )
             del self.owners[task]
         return pending
@@ -201,6 +203,7 @@ def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
                 "fixtures no longer work. Close only loops you created."
             )
         ]
+    _abort_stale_transports(runner.loop)
     errors: list[str] = []
     leaked = watch.leaked(item)
     if leaked:
@@ -213,6 +216,24 @@ def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
         _warn_at(item, LoopExceptionWarning(_describe_error(item, context)))
     watch.errors.clear()
     return errors
+
+
+def _abort_stale_transports(loop: asyncio.AbstractEventLoop) -> None:
+    """Abort transports whose socket the test closed behind asyncio's back.
+
+    A loop per test would have been closed with them; the session loop would
+    keep the dead descriptor registered, and the next socket to get the same
+    number would be refused ("File descriptor N is used by transport").
+    Selector loops keep their transports in `_transports`; other loops
+    (uvloop) manage descriptors themselves.
+    """
+    transports = getattr(loop, "_transports", None)
+    if not transports:
+        return
+    for transport in list(transports.values()):
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() == -1 and not transport.is_closing():
+            transport.abort()
 
 
 def _warn_at(item: pytest.Item, warning: Warning) -> None:
