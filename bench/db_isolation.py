@@ -18,7 +18,8 @@ differ only in the `db_session` fixture:
 on SQLite (a file, aiosqlite) and on PostgreSQL (asyncpg, a scratch database
 created for the run on the server named by --pg-url or ONELOOP_TEST_PG_URL
 and dropped at the end). Each round runs the flavours one after the other,
-after a warm-up round that is thrown away, and the wall time of the whole
+after a warm-up round that is thrown away (it writes the bytecode caches,
+which the runs are allowed to do), and the wall time of the whole
 pytest subprocess is taken from outside: nothing is timed inside the tests.
 A run that does not end with exactly `N passed` stops the benchmark. The
 targets: rollback / none <= 1.3 and schema / rollback >= 5.
@@ -158,7 +159,14 @@ def write_suite(root: Path, url: str, flavour: str, tests: int) -> None:
 
 def run_suite(root: Path, tests: int) -> tuple[float, float]:
     """Wall and CPU seconds of one pytest run of the suite in `root`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONELOOP_", "PYTEST_"))}
+    # Bytecode is written (PYTHONDONTWRITEBYTECODE is dropped) so that the
+    # warm-up round caches it, as on a developer's machine: otherwise every
+    # run compiles and assertion-rewrites the same modules again.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ONELOOP_", "PYTEST_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
