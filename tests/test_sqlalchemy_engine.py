@@ -443,9 +443,9 @@ def test_a_db_metadata_override_of_the_wrong_type_fails_clearly(pytester: pytest
     result.stdout.fnmatch_lines(
         [
             (
-                "oneloop: the db_metadata fixture's value is 42, which is neither a DeclarativeBase "
-                "nor a MetaData. Point oneloop_db_metadata at your declarative base class or "
-                "MetaData object."
+                "oneloop: the db_metadata fixture's value is 42, which is neither a "
+                "DeclarativeBase nor a MetaData. Point oneloop_db_metadata at your declarative "
+                "base class or MetaData object."
             )
         ]
     )
@@ -477,3 +477,32 @@ def test_tables_that_cannot_be_created_fail_with_one_clear_error(
             "CREATE TABLE broken (",
         ]
     )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["postgresql", "psycopg"])
+def test_the_password_never_appears_in_reprs_headers_or_failures(
+    pytester: pytest.Pytester, tmp_path: Path, backend: str
+) -> None:
+    """Reprs of the URL, engine, session and factory, the header and a failure hide it."""
+    with support.database(backend, tmp_path) as database_url:
+        run_and_check_the_password_is_hidden(pytester, database_url)
+
+
+def run_and_check_the_password_is_hidden(pytester: pytest.Pytester, database_url: str) -> None:
+    """Show every DB object and fail, on `database_url`; its password must not appear."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(
+        """
+        async def test_shows_everything(db_url, db_engine, db_session, factory):
+            print(repr(db_url), str(db_url), repr(db_engine), repr(db_engine.url))
+            print(repr(db_session.bind), repr(factory))
+            assert str(db_url) == repr(db_engine)
+        """
+    )
+    result = pytester.runpytest("-s", "-l", "--tb=long", "-vv")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["oneloop: db=*://*:***@*", "*AssertionError*"])
+    password = make_url(database_url).password
+    assert password
+    assert_never_shown(result, password)
