@@ -3,11 +3,14 @@
 Run it with the interpreter that has pytest-oneloop and its `[postgres]`
 extra installed (the project's `.venv`):
 
-    .venv/bin/python bench/db_isolation.py [--tests 500] [--rounds 5] [--pg-url URL]
+    .venv/bin/python bench/db_isolation.py [--tests 500] [--rounds 5] [--tables 10]
+        [--pg-url URL]
 
 It generates a suite of `--tests` tests; each creates 5 rows through the
-`factory` fixture and runs one query. The suite runs in three flavours that
-differ only in the `db_session` fixture:
+`factory` fixture and runs one query. The schema has `--tables` tables, as
+a small application has: users, and tables with a foreign key to it, an
+index, a unique constraint and a server default. The suite runs in three
+flavours that differ only in the `db_session` fixture:
 
     rollback   the plugin's db_session: one connection, an outer transaction,
                SAVEPOINTs, rolled back after each test
@@ -39,6 +42,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 FLAVOURS = ("rollback", "none", "schema")
@@ -47,7 +51,7 @@ TARGET_OVERHEAD = 1.3
 TARGET_SPEEDUP = 5.0
 
 MODELS = """
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import DateTime, ForeignKey, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -60,26 +64,17 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), index=True)
     email: Mapped[str] = mapped_column(String(100))
+"""
 
+# The other tables of the schema: what a small application has besides users.
+EXTRA_TABLE = """
 
-class Post(Base):
-    __tablename__ = "posts"
+class Extra{index}(Base):
+    __tablename__ = "extra_{index}"
     id: Mapped[int] = mapped_column(primary_key=True)
-    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    title: Mapped[str] = mapped_column(String(100))
-
-
-class Comment(Base):
-    __tablename__ = "comments"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
-    body: Mapped[str] = mapped_column(String(200))
-
-
-class Tag(Base):
-    __tablename__ = "tags"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(30), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str] = mapped_column(String(50), unique=True)
+    created: Mapped[object] = mapped_column(DateTime, server_default=func.now())
 """
 
 FACTORIES = """
@@ -143,13 +138,14 @@ async def db_session(db_engine, db_metadata):
 }
 
 
-def write_suite(root: Path, url: str, flavour: str, tests: int) -> None:
+def write_suite(root: Path, url: str, flavour: str, tests: int, tables: int) -> None:
     """One project directory: models, factories, the flavour's conftest, the tests."""
     root.mkdir(parents=True)
     (root / "pytest.ini").write_text(
         f"[pytest]\npythonpath = .\noneloop_db_metadata = models:Base\noneloop_db_url = {url}\n"
     )
-    (root / "models.py").write_text(MODELS)
+    extras = "".join(EXTRA_TABLE.format(index=index) for index in range(1, tables))
+    (root / "models.py").write_text(MODELS + extras)
     (root / "factories.py").write_text(FACTORIES)
     (root / "conftest.py").write_text(CONFTESTS[flavour])
     for index, start in enumerate(range(0, tests, TESTS_PER_MODULE)):
@@ -186,23 +182,32 @@ def run_suite(root: Path, tests: int) -> tuple[float, float]:
     return wall, cpu
 
 
-def measure(workdir: Path, backend: str, url: str, tests: int, rounds: int) -> None:
-    """Run the flavours interleaved for `rounds` rounds and print medians and ratios."""
+@dataclass(frozen=True)
+class Plan:
+    """How big the suite is and how often it runs."""
+
+    tests: int
+    rounds: int
+    tables: int
+
+
+def measure(workdir: Path, backend: str, url: str, plan: Plan) -> None:
+    """Run the flavours interleaved for `plan.rounds` rounds and print medians and ratios."""
     roots = {flavour: workdir / f"{backend}-{flavour}" for flavour in FLAVOURS}
     for flavour, root in roots.items():
-        write_suite(root, url, flavour, tests)
-    for flavour in FLAVOURS:  # warm-up: compiles the bytecode, fills caches
-        run_suite(roots[flavour], tests)
+        write_suite(root, url, flavour, plan.tests, plan.tables)
+    for flavour in FLAVOURS:  # warm-up: writes the bytecode caches
+        run_suite(roots[flavour], plan.tests)
     walls: dict[str, list[float]] = {flavour: [] for flavour in FLAVOURS}
     cpus: dict[str, list[float]] = {flavour: [] for flavour in FLAVOURS}
-    for _ in range(rounds):
+    for _ in range(plan.rounds):
         for flavour in FLAVOURS:
-            wall, cpu = run_suite(roots[flavour], tests)
+            wall, cpu = run_suite(roots[flavour], plan.tests)
             walls[flavour].append(wall)
             cpus[flavour].append(cpu)
     wall = {flavour: statistics.median(values) for flavour, values in walls.items()}
     cpu = {flavour: statistics.median(values) for flavour, values in cpus.items()}
-    print(f"\n{backend}: {tests} tests, median of {rounds} rounds")
+    print(f"\n{backend}: {plan.tests} tests, {plan.tables} tables, median of {plan.rounds} rounds")
     print(f"  {'flavour':<10} {'wall s':>8} {'cpu s':>8}")
     for flavour in FLAVOURS:
         print(f"  {flavour:<10} {wall[flavour]:>8.2f} {cpu[flavour]:>8.2f}")
@@ -231,7 +236,7 @@ async def _autocommit(url: str, statement: str) -> None:
         await engine.dispose()
 
 
-def postgres(workdir: Path, server_url: str, tests: int, rounds: int) -> None:
+def postgres(workdir: Path, server_url: str, plan: Plan) -> None:
     """Measure on a scratch database of the server, dropped afterwards."""
     from sqlalchemy import make_url
 
@@ -240,7 +245,7 @@ def postgres(workdir: Path, server_url: str, tests: int, rounds: int) -> None:
     asyncio.run(_autocommit(server_url, f'CREATE DATABASE "{name}"'))
     try:
         url = server.set(database=name).render_as_string(hide_password=False)
-        measure(workdir, "postgresql", url, tests, rounds)
+        measure(workdir, "postgresql", url, plan)
     finally:
         asyncio.run(_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -251,24 +256,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tests", type=int, default=500, help="tests in the suite (500)")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (5)")
     parser.add_argument(
+        "--tables", type=int, default=10, help="tables in the schema, users included (10)"
+    )
+    parser.add_argument(
         "--pg-url",
         default=os.environ.get("ONELOOP_TEST_PG_URL"),
         help="PostgreSQL server URL (default: $ONELOOP_TEST_PG_URL); a scratch database "
         "is created on it",
     )
     args = parser.parse_args(argv)
-    print(f"python {sys.version.split()[0]}, {args.tests} tests x 5 rows, {args.rounds} rounds")
+    plan = Plan(tests=args.tests, rounds=args.rounds, tables=max(1, args.tables))
+    print(
+        f"python {sys.version.split()[0]}, {plan.tests} tests x 5 rows, "
+        f"{plan.tables} tables, {plan.rounds} rounds"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="oneloop-db-bench-"))
     try:
-        measure(
-            workdir,
-            "sqlite",
-            f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
-            args.tests,
-            args.rounds,
-        )
+        measure(workdir, "sqlite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}", plan)
         if args.pg_url:
-            postgres(workdir, args.pg_url, args.tests, args.rounds)
+            postgres(workdir, args.pg_url, plan)
         else:
             print("\npostgresql: not measured: pass --pg-url or set ONELOOP_TEST_PG_URL")
     finally:
