@@ -748,7 +748,8 @@ high = [bar["high"] - bar["ratio"] for bar in data["bars"]]
 colours = ["#9e9e9e", "#2e7d32", "#1565c0", "#6a1b9a"]
 fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
 bars = ax.bar(names, ratios, color=colours[: len(names)], yerr=[low, high], capsize=4)
-ax.bar_label(bars, labels=[f"{r:.2f}x" for r in ratios], padding=6)
+ax.bar_label(bars, labels=[f"{r:.2f}x" for r in ratios], label_type="center", color="white",
+             fontweight="bold")
 ax.axhline(data["target"], color="#2e7d32", linestyle="--", linewidth=1,
            label=f"oneloop target {data['target']:.2f}x")
 ax.legend(loc="upper left", frameon=False, fontsize=8)
