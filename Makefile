@@ -71,9 +71,9 @@ test: lint types pytest pytest84 pytest-uvloop pytest-example
 compat:
 	$(PYTHON) bench/compat/run_all.py $(COMPAT_ARGS)
 
-# Overhead against pytest-asyncio and anyio, side by side (needs PyPI; about
-# 15 minutes on 2 busy cores; not part of `test`): writes bench/results.md
-# and bench/results.png. BENCH_ARGS=--quick for a smoke run.
+# Overhead against pytest-asyncio and anyio, side by side (needs PyPI; 15 to
+# 35 minutes on 2 cores, most of it bench/db_isolation.py; not part of `test`):
+# writes bench/results.md and bench/results.png. BENCH_ARGS=--quick: smoke run.
 bench:
 	$(PYTHON) bench/overhead.py $(BENCH_ARGS)
 
