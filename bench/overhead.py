@@ -5,7 +5,8 @@ tests and fixtures without `async`), `oneloop`, `pytest-asyncio` and `anyio`.
 Each flavour runs in its own virtualenv under `bench/.cache/`, with the same
 pinned pytest, and the flavours run interleaved (A B C D A B C D ...) so that
 a noisy neighbour slows them all alike. Wall time is taken around each pytest
-subprocess; nothing is timed inside the tests.
+subprocess, with the CPU time it used beside it (steadier on a shared
+machine); nothing is timed inside the tests.
 
 Also measured: the start-up cost of the plugin (`--collect-only` on a
 one-test suite with and without `-p no:oneloop`), how oneloop's per-test cost
