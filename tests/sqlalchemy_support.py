@@ -39,12 +39,22 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-# The drivers are imported before any pytester run: pytester drops the modules
-# a test imported, and importing a C extension (asyncpg's, psycopg's) a
-# second time in one process crashes it. psycopg is optional.
-for _driver in ("aiosqlite", "asyncpg", "greenlet", "psycopg"):
+# The drivers and dialects are imported before any pytester run: pytester
+# drops the modules a test imported, and importing a C extension (asyncpg's,
+# psycopg's) a second time in one process crashes it, while a dialect
+# imported again registers its SQL functions twice and warns. psycopg is
+# optional.
+for _module in (
+    "aiosqlite",
+    "asyncpg",
+    "greenlet",
+    "psycopg",
+    "sqlalchemy.dialects.postgresql.asyncpg",
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
+):
     with contextlib.suppress(ImportError):
-        importlib.import_module(_driver)
+        importlib.import_module(_module)
 
 PG_ENV = "ONELOOP_TEST_PG_URL"
 
