@@ -23,13 +23,15 @@ async def server_task():
     yield task
     task.cancel()
 
+held = []  # referenced, so the garbage collector cannot destroy them first
+
 @pytest.fixture
 async def leaky_fixture():
-    asyncio.create_task(forever())
+    held.append(asyncio.create_task(forever()))
     yield
 
 async def test_leaks():
-    asyncio.get_running_loop().create_task(forever(), name="left-behind")
+    held.append(asyncio.get_running_loop().create_task(forever(), name="left-behind"))
 
 def test_leaks_through_fixture(leaky_fixture):
     pass
