@@ -119,7 +119,6 @@ class _Wait:
     """What happened to the task being waited for."""
 
     task: asyncio.Task[Any]
-    timeout: float | None = None
     expired_at: str | None = None
     interrupted: bool = False
 
@@ -216,7 +215,7 @@ class SessionRunner:
         """Run the loop until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
         __tracebackhide__ = _hide_unless_own_failure
         loop = self.loop
-        state = self._current = _Wait(task, timeout)
+        state = self._current = _Wait(task)
         timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
         try:
             result = loop.run_until_complete(until)
