@@ -93,6 +93,39 @@ def test_leaked_tasks_can_be_errors_or_ignored(pytester: pytest.Pytester) -> Non
     result.stdout.no_fnmatch_line("*LeakedTaskWarning*")
 
 
+def test_work_scheduled_by_the_last_step_runs_before_the_loop_stops(
+    pytester: pytest.Pytester,
+) -> None:
+    """As with `run_until_complete`, callbacks the test's last step scheduled still run.
+
+    A task started as the test returns gets its first step, so one that
+    finishes there is not a leak; a `call_soon` callback runs before the
+    next test begins.
+    """
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        ran = []
+
+        async def quick():
+            ran.append("task")
+
+        async def test_starts_and_returns():
+            asyncio.get_running_loop().call_soon(ran.append, "callback")
+            held = asyncio.create_task(quick())
+            test_starts_and_returns.held = held
+
+        def test_both_ran_before_the_next_test():
+            assert ran == ["callback", "task"]
+            assert test_starts_and_returns.held.done()
+        """
+    )
+    pytester.makeini("[pytest]\noneloop_leaked_tasks = error\n")
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
 def test_invalid_leaked_tasks_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     """A misspelt mode stops the run and lists the valid ones."""
     pytester.makepyfile(LEAKY)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
 _MISSING = object()
-_FOREIGN_MARKERS = ("anyio", "trio")
+_FOREIGN_MARKERS = frozenset(("anyio", "trio"))
+_FOREIGN = pytest.StashKey[bool]()
 
 
 def async_kind(func: object) -> Literal["coroutine", "asyncgen"] | None:
@@ -36,10 +37,18 @@ def async_kind(func: object) -> Literal["coroutine", "asyncgen"] | None:
 
 
 def is_foreign(item: pytest.Item) -> bool:
-    """Whether the test belongs to anyio's or trio's plugin rather than to us."""
-    if "anyio_backend" in getattr(item, "fixturenames", ()):
-        return True
-    return any(item.get_closest_marker(name) is not None for name in _FOREIGN_MARKERS)
+    """Whether the test belongs to anyio's or trio's plugin rather than to us.
+
+    Asked for the test and for each of its async fixtures: the answer is
+    kept on the item, so its markers are walked once.
+    """
+    foreign = item.stash.get(_FOREIGN, None)
+    if foreign is None:
+        foreign = "anyio_backend" in getattr(item, "fixturenames", ()) or any(
+            marker.name in _FOREIGN_MARKERS for marker in item.iter_markers()
+        )
+        item.stash[_FOREIGN] = foreign
+    return foreign
 
 
 def _copy_back(

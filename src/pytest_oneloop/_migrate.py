@@ -204,6 +204,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     runner = get_runner(config)
     if runner.settings.factory_spec is not None:
         return  # --loop-factory / oneloop_loop_factory is the user's explicit choice.
+    caller = getattr(config.hook, _HOOK, None)
+    if caller is None or not caller.get_hookimpls():
+        return  # No conftest or plugin implements the hook: nothing to ask per test.
     uses: list[tuple[str, LoopFactory, list[str]]] = []
     for item in session.items:
         choice = _runs_on_session_loop(item) and _choose(config, item)

@@ -1,10 +1,11 @@
 """The session runner: one event loop for the whole pytest session.
 
 Every async test and async fixture runs on the loop of one `asyncio.Runner`
-kept on `config.stash`. Coroutines are driven with `loop.run_until_complete`
-on a task created with an explicit context: `Runner.run` costs about three
-times as much per call and copies its own context, which is not the
-semantics the fixtures need (see `_hooks`).
+kept on `config.stash`. Coroutines are driven as tasks created with an
+explicit context, and the loop runs until the task is done
+(`_spin.run_until_done`, `loop.run_until_complete` without its extra turn):
+`Runner.run` costs several times as much per call and copies its own
+context, which is not the semantics the fixtures need (see `_hooks`).
 
 An async generator fixture is driven by one task for its whole life, so its
 setup and its teardown run in the same task: a `TaskGroup`, `timeout()` or
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
+
+from pytest_oneloop._spin import run_until_done
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Coroutine
@@ -218,7 +221,7 @@ class SessionRunner:
         state = self._current = _Wait(task)
         timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
         try:
-            result = loop.run_until_complete(until)
+            result = run_until_done(loop, until)
         except asyncio.CancelledError:
             if state.interrupted:
                 raise KeyboardInterrupt from None

@@ -92,9 +92,9 @@ class TaskWatch:
         """Nothing is watched until the runner makes a loop."""
         self.mode = mode
         self.default_timeout = default_timeout
-        self.owners: weakref.WeakKeyDictionary[asyncio.Task[Any], pytest.Item] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: Each test's tasks by `id()` of the test (a Node hashes in Python), held
+        #: weakly: a task nobody holds may still be collected.
+        self.owned: dict[int, list[weakref.ref[asyncio.Task[Any]]]] = {}
         self.current: pytest.Item | None = None
         self.errors: list[dict[str, Any]] = []
 
@@ -104,7 +104,9 @@ class TaskWatch:
         if self.mode == "ignore":
             return
         previous = loop.get_task_factory()
-        owners = self.owners
+        owned = self.owned
+        make_task = asyncio.Task
+        ref = weakref.ref
 
         def owning_task_factory(
             loop: asyncio.AbstractEventLoop,
@@ -112,14 +114,18 @@ class TaskWatch:
             context: Any = None,
         ) -> asyncio.Task[Any]:
             if previous is None:
-                task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
+                task: asyncio.Task[Any] = make_task(coro, loop=loop, context=context)
             elif context is None:
                 task = previous(loop, coro)  # type: ignore[assignment]
             else:
                 task = previous(loop, coro, context=context)  # type: ignore[call-arg,assignment]
             owner = OWNER.get() if context is None else context.get(OWNER)
             if owner is not None:
-                owners[task] = owner
+                tasks = owned.get(id(owner))
+                if tasks is None:
+                    owned[id(owner)] = [ref(task)]
+                else:
+                    tasks.append(ref(task))
             return task
 
         loop.set_task_factory(owning_task_factory)  # type: ignore[arg-type]
@@ -134,8 +140,9 @@ class TaskWatch:
     def leaked(self, item: pytest.Item) -> list[asyncio.Task[Any]]:
         """The item's tasks still pending; its failed tasks nobody awaited go to errors."""
         pending = []
-        for task, owner in list(self.owners.items()):
-            if owner is not item:
+        for task_ref in self.owned.pop(id(item), ()):
+            task = task_ref()
+            if task is None:
                 continue
             if not task.done():
                 pending.append(task)
@@ -149,7 +156,6 @@ class TaskWatch:
                         "future": task,
                     },
                 )
-            del self.owners[task]
         return pending
 
 

@@ -1,0 +1,101 @@
+"""Run the loop until a future is done: the one module that touches asyncio's internals.
+
+`loop.run_until_complete` adds a done callback to the future and runs the
+loop until that callback stops it: one more turn of the loop, with its
+`select()` call, every time, on top of the set-up and clean-up of
+`run_forever`. A test suite enters the loop three times per test (fixture
+set-up, the test, fixture teardown), so this is most of what an async test
+costs over a sync one.
+
+`run_until_done` does what `run_forever` does around the loop's turns, but
+checks the future after each turn instead of waiting for a callback (and
+takes the one more turn only when callbacks are waiting for it). It is
+used for asyncio's own loops (and subclasses that keep `run_forever`) when
+debug mode is off; any other loop, uvloop for example, and a loop in debug
+mode get the public `run_until_complete`. The outcome is the same either
+way: the future's result, its exception, or `RuntimeError` when user code
+stopped the loop first.
+
+Covers Python 3.11 to 3.14: 3.13 split `run_forever` into
+`_run_forever_setup` and `_run_forever_cleanup`, which are used when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from asyncio import events
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_BASE = asyncio.BaseEventLoop
+_PRIVATE = ("_run_once", "_ready", "_check_closed", "_check_running", "_stopping", "_thread_id")
+
+
+#: Loop types seen so far, and whether they run asyncio's own `run_forever`.
+_SPINS: dict[type, bool] = {}
+
+
+def can_spin(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `run_until_done` may drive `loop` itself (its type runs asyncio's own loop)."""
+    cls = type(loop)
+    spins = _SPINS.get(cls)
+    if spins is None:
+        spins = _SPINS[cls] = (
+            issubclass(cls, _BASE)
+            and cls.run_forever is _BASE.run_forever
+            and cls.run_until_complete is _BASE.run_until_complete
+            and all(hasattr(loop, name) for name in _PRIVATE)
+        )
+    return spins
+
+
+def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> T:
+    """Run `loop` until `future` is done and return its result, like `run_until_complete`."""
+    __tracebackhide__ = True
+    if loop.get_debug() or not can_spin(loop):
+        return loop.run_until_complete(future)
+    base: Any = loop
+    setup = getattr(base, "_run_forever_setup", None)
+    if setup is not None:
+        setup()
+        try:
+            _turn_until(base, future)
+        finally:
+            base._run_forever_cleanup()  # noqa: SLF001
+    else:
+        base._check_closed()  # noqa: SLF001
+        base._check_running()  # noqa: SLF001
+        old_hooks = sys.get_asyncgen_hooks()
+        try:
+            base._thread_id = threading.get_ident()  # noqa: SLF001
+            sys.set_asyncgen_hooks(
+                firstiter=base._asyncgen_firstiter_hook,  # noqa: SLF001
+                finalizer=base._asyncgen_finalizer_hook,  # noqa: SLF001
+            )
+            events._set_running_loop(loop)  # noqa: SLF001
+            _turn_until(base, future)
+        finally:
+            base._stopping = False  # noqa: SLF001
+            base._thread_id = None  # noqa: SLF001
+            events._set_running_loop(None)  # noqa: SLF001
+            sys.set_asyncgen_hooks(*old_hooks)
+    if not future.done():
+        msg = "Event loop stopped before Future completed."
+        raise RuntimeError(msg)
+    return future.result()
+
+
+def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
+    run_once = loop._run_once  # noqa: SLF001
+    while not future.done():
+        run_once()
+        if loop._stopping:  # noqa: SLF001
+            return
+    # `run_until_complete` stops one turn later, in the callback it added:
+    # what the last turn scheduled (a task's first step, a done callback)
+    # runs before the loop stops, and so it does here.
+    if loop._ready:  # noqa: SLF001
+        run_once()
