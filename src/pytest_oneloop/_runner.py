@@ -354,8 +354,9 @@ class AsyncGenFixture(Generic[T]):
 
 
 STASH_KEY = pytest.StashKey[SessionRunner]()
-#: Per-test limit in seconds for async work (set by `_tasks`, read by `_hooks`).
-ITEM_TIMEOUT = pytest.StashKey[float]()
+#: Per-test limit in seconds for async work, None for none (set by `_tasks`,
+#: read by `_hooks`).
+ITEM_TIMEOUT = pytest.StashKey[float | None]()
 
 
 def get_runner(config: pytest.Config) -> SessionRunner:

@@ -26,66 +26,83 @@ import asyncio
 import sys
 import threading
 from asyncio import events
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 T = TypeVar("T")
+_MISSING: Any = object()
 
 _BASE = asyncio.BaseEventLoop
 _PRIVATE = ("_run_once", "_ready", "_check_closed", "_check_running", "_stopping", "_thread_id")
 
 
-#: Loop types seen so far, and whether they run asyncio's own `run_forever`.
-_SPINS: dict[type, bool] = {}
-
-
-def can_spin(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether `run_until_done` may drive `loop` itself (its type runs asyncio's own loop)."""
-    cls = type(loop)
-    spins = _SPINS.get(cls)
-    if spins is None:
-        spins = _SPINS[cls] = (
-            issubclass(cls, _BASE)
-            and cls.run_forever is _BASE.run_forever
-            and cls.run_until_complete is _BASE.run_until_complete
-            and all(hasattr(loop, name) for name in _PRIVATE)
-        )
-    return spins
+#: Loop types seen so far, and how `run_until_done` drives them (None: it does not).
+_DRIVERS: dict[type, Callable[[Any, asyncio.Future[Any]], None] | None] = {}
 
 
 def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> T:
     """Run `loop` until `future` is done and return its result, like `run_until_complete`."""
     __tracebackhide__ = True
-    if loop.get_debug() or not can_spin(loop):
+    drive = _DRIVERS.get(type(loop), _MISSING)
+    if drive is _MISSING:
+        drive = _driver(loop)
+    if drive is None or loop.get_debug():
         return loop.run_until_complete(future)
-    base: Any = loop
-    setup = getattr(base, "_run_forever_setup", None)
-    if setup is not None:
-        setup()
-        try:
-            _turn_until(base, future)
-        finally:
-            base._run_forever_cleanup()  # noqa: SLF001
-    else:
-        base._check_closed()  # noqa: SLF001
-        base._check_running()  # noqa: SLF001
-        old_hooks = sys.get_asyncgen_hooks()
-        try:
-            base._thread_id = threading.get_ident()  # noqa: SLF001
-            sys.set_asyncgen_hooks(
-                firstiter=base._asyncgen_firstiter_hook,  # noqa: SLF001
-                finalizer=base._asyncgen_finalizer_hook,  # noqa: SLF001
-            )
-            events._set_running_loop(loop)  # noqa: SLF001
-            _turn_until(base, future)
-        finally:
-            base._stopping = False  # noqa: SLF001
-            base._thread_id = None  # noqa: SLF001
-            events._set_running_loop(None)  # noqa: SLF001
-            sys.set_asyncgen_hooks(*old_hooks)
+    drive(loop, future)
     if not future.done():
         msg = "Event loop stopped before Future completed."
         raise RuntimeError(msg)
     return future.result()
+
+
+def _driver(loop: asyncio.AbstractEventLoop) -> Callable[[Any, asyncio.Future[Any]], None] | None:
+    """How to drive loops of this type: only types that keep asyncio's own `run_forever`."""
+    cls = type(loop)
+    if cls not in _DRIVERS:
+        spins = (
+            issubclass(cls, _BASE)
+            and cls.run_forever is _BASE.run_forever
+            and cls.run_until_complete is _BASE.run_until_complete
+            and all(hasattr(loop, name) for name in _PRIVATE)
+        )
+        if not spins:
+            _DRIVERS[cls] = None
+        elif hasattr(loop, "_run_forever_setup") and hasattr(loop, "_run_forever_cleanup"):
+            _DRIVERS[cls] = _drive_with_setup
+        else:
+            _DRIVERS[cls] = _drive_311
+    return _DRIVERS[cls]
+
+
+def _drive_with_setup(loop: Any, future: asyncio.Future[Any]) -> None:
+    """Python 3.13+: `run_forever`'s own set-up and clean-up around the turns."""
+    loop._run_forever_setup()  # noqa: SLF001
+    try:
+        _turn_until(loop, future)
+    finally:
+        loop._run_forever_cleanup()  # noqa: SLF001
+
+
+def _drive_311(loop: Any, future: asyncio.Future[Any]) -> None:
+    """Python 3.11 and 3.12: what `run_forever` does around the turns, with debug off."""
+    loop._check_closed()  # noqa: SLF001
+    loop._check_running()  # noqa: SLF001
+    old_hooks = sys.get_asyncgen_hooks()
+    try:
+        loop._thread_id = threading.get_ident()  # noqa: SLF001
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # noqa: SLF001
+            finalizer=loop._asyncgen_finalizer_hook,  # noqa: SLF001
+        )
+        events._set_running_loop(loop)  # noqa: SLF001
+        _turn_until(loop, future)
+    finally:
+        loop._stopping = False  # noqa: SLF001
+        loop._thread_id = None  # noqa: SLF001
+        events._set_running_loop(None)  # noqa: SLF001
+        sys.set_asyncgen_hooks(*old_hooks)
 
 
 def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:

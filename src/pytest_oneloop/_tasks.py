@@ -179,8 +179,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(str(exc).removeprefix("oneloop: "), pytrace=False)
     else:
         timeout = watch.default_timeout
-    if timeout is not None:
-        item.stash[ITEM_TIMEOUT] = timeout
+    item.stash[ITEM_TIMEOUT] = timeout  # None too: a hit is cheaper than a miss
 
 
 @pytest.hookimpl(wrapper=True)
