@@ -14,6 +14,13 @@ if TYPE_CHECKING:
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the outer run's database, group and xdist settings out of the inner runs."""
+    for name in ("ONELOOP_DB_URL", "ONELOOP_GROUPS", "PYTEST_XDIST_WORKER"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def pytester(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
     """A pytester whose runs ignore this project's configuration and cache.

@@ -184,12 +184,6 @@ def make_project(
     pytester.makeini("\n".join(lines) + "\n")
 
 
-def isolate_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the outer run's database and group settings out of inner runs."""
-    for name in ("ONELOOP_DB_URL", "ONELOOP_GROUPS", "PYTEST_XDIST_WORKER"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def pg_server_url() -> str:
     """The PostgreSQL URL of the test server; fails the test when it is not set."""
     url = os.environ.get(PG_ENV)

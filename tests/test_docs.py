@@ -249,13 +249,6 @@ def first_missing_line(sample: str, output: Sequence[str]) -> str | None:
     return None
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the outer run's database and group settings out of the inner runs."""
-    for name in ("ONELOOP_DB_URL", "ONELOOP_GROUPS", "PYTEST_XDIST_WORKER"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.mark.parametrize("block", of_kind("test"), ids=str)
 def test_every_python_block_runs_and_passes(pytester: pytest.Pytester, block: Block) -> None:
     """A python block, with the files named above it, passes (or has the outcomes it declares)."""

@@ -33,12 +33,6 @@ def test_real_and_slow():
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_groups_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep a CI's ONELOOP_GROUPS out of the inner runs."""
-    monkeypatch.delenv("ONELOOP_GROUPS", raising=False)
-
-
 @pytest.fixture
 def four_tests(pytester: pytest.Pytester) -> pytest.Pytester:
     """One ungrouped test, one integration, one slow, one in both groups."""

@@ -23,11 +23,6 @@ DB_TEST = """
 LIBRARIES = ("sqlalchemy", "factory", "aiosqlite", "asyncpg", "psycopg")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    support.isolate_environment(monkeypatch)
-
-
 @pytest.fixture(params=support.BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh empty database on each backend."""

@@ -20,11 +20,6 @@ async def count(session, model):
 """
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    support.isolate_environment(monkeypatch)
-
-
 @pytest.fixture(params=support.BACKENDS[:2])
 def project(
     request: pytest.FixtureRequest, pytester: pytest.Pytester, tmp_path: Path
