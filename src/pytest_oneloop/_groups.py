@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_oneloop import _compat
+from pytest_oneloop._markers import marker_names
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -53,7 +54,8 @@ class GroupSelection:
 
     def groups_of(self, item: pytest.Item) -> list[str]:
         """The groups whose marker is on the test, its class or its module."""
-        return [name for name in self.declared if item.get_closest_marker(name) is not None]
+        names = marker_names(item)
+        return [name for name in self.declared if name in names]
 
 
 _DECLARED_KEY = pytest.StashKey[dict[str, str]]()

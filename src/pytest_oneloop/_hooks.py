@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import pytest
 
 from pytest_oneloop import _compat
+from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, AsyncFixtureError, get_runner
 
 if TYPE_CHECKING:
@@ -40,13 +41,12 @@ def is_foreign(item: pytest.Item) -> bool:
     """Whether the test belongs to anyio's or trio's plugin rather than to us.
 
     Asked for the test and for each of its async fixtures: the answer is
-    kept on the item, so its markers are walked once.
+    kept on the item.
     """
     foreign = item.stash.get(_FOREIGN, None)
     if foreign is None:
-        foreign = "anyio_backend" in getattr(item, "fixturenames", ()) or any(
-            marker.name in _FOREIGN_MARKERS for marker in item.iter_markers()
-        )
+        requests_backend = "anyio_backend" in getattr(item, "fixturenames", ())
+        foreign = requests_backend or not _FOREIGN_MARKERS.isdisjoint(marker_names(item))
         item.stash[_FOREIGN] = foreign
     return foreign
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, get_runner
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine, Generator
 
 LEAK_MODES = ("warn", "error", "ignore")
+TIMEOUT_MARKER = "async_timeout"
 #: How long cancelled leftovers get to finish; a bound, so a task that
 #: ignores cancellation cannot hang the session.
 CANCEL_GRACE = 5.0
@@ -170,7 +172,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     watch = item.config.stash[WATCH_KEY]
     watch.current = item
     watch.errors.clear()
-    marker = item.get_closest_marker("async_timeout")
+    marker = (
+        item.get_closest_marker(TIMEOUT_MARKER) if TIMEOUT_MARKER in marker_names(item) else None
+    )
     if marker is not None:
         value = marker.args[0] if marker.args else marker.kwargs.get("seconds")
         try:
