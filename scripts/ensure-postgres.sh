@@ -53,6 +53,10 @@ if [ "$(psql_admin "-c \"SELECT 1 FROM pg_roles WHERE rolname='$ROLE'\"")" != 1 
   log "creating role $ROLE"
   psql_admin "-c \"CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$PASSWORD'\"" >&2
 fi
+# DROP DATABASE ... WITH (FORCE) ends the other sessions in the database, and
+# an autovacuum worker that happens to be in it counts: before PostgreSQL 17,
+# ending one takes membership of pg_signal_backend. Granting it again is a no-op.
+psql_admin "-c \"GRANT pg_signal_backend TO $ROLE\"" >&2
 if [ "$(psql_admin "-c \"SELECT 1 FROM pg_database WHERE datname='$DB'\"")" != 1 ]; then
   log "creating database $DB"
   psql_admin "-c \"CREATE DATABASE $DB OWNER $ROLE\"" >&2
