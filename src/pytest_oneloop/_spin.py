@@ -58,22 +58,20 @@ def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -
 
 
 def _driver(loop: asyncio.AbstractEventLoop) -> Callable[[Any, asyncio.Future[Any]], None] | None:
-    """How to drive loops of this type: only types that keep asyncio's own `run_forever`."""
+    """How to drive loops of this type, remembered: types that keep asyncio's `run_forever`."""
     cls = type(loop)
-    if cls not in _DRIVERS:
-        spins = (
-            issubclass(cls, _BASE)
-            and cls.run_forever is _BASE.run_forever
-            and cls.run_until_complete is _BASE.run_until_complete
-            and all(hasattr(loop, name) for name in _PRIVATE)
-        )
-        if not spins:
-            _DRIVERS[cls] = None
-        elif hasattr(loop, "_run_forever_setup") and hasattr(loop, "_run_forever_cleanup"):
-            _DRIVERS[cls] = _drive_with_setup
-        else:
-            _DRIVERS[cls] = _drive_311
-    return _DRIVERS[cls]
+    spins = (
+        issubclass(cls, _BASE)
+        and cls.run_forever is _BASE.run_forever
+        and cls.run_until_complete is _BASE.run_until_complete
+        and all(hasattr(loop, name) for name in _PRIVATE)
+    )
+    drive: Callable[[Any, asyncio.Future[Any]], None] | None = None
+    if spins:
+        with_setup = hasattr(loop, "_run_forever_setup") and hasattr(loop, "_run_forever_cleanup")
+        drive = _drive_with_setup if with_setup else _drive_311
+    _DRIVERS[cls] = drive
+    return drive
 
 
 def _drive_with_setup(loop: Any, future: asyncio.Future[Any]) -> None:

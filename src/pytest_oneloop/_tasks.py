@@ -94,9 +94,8 @@ class TaskWatch:
         """Nothing is watched until the runner makes a loop."""
         self.mode = mode
         self.default_timeout = default_timeout
-        #: Each test's tasks by `id()` of the test (a Node hashes in Python), held
-        #: weakly: a task nobody holds may still be collected.
-        self.owned: dict[int, list[weakref.ref[asyncio.Task[Any]]]] = {}
+        #: Each test's tasks, held weakly: a task nobody holds may still be collected.
+        self.owned: dict[pytest.Item, list[weakref.ref[asyncio.Task[Any]]]] = {}
         self.current: pytest.Item | None = None
         self.errors: list[dict[str, Any]] = []
 
@@ -123,9 +122,9 @@ class TaskWatch:
                 task = previous(loop, coro, context=context)  # type: ignore[call-arg,assignment]
             owner = OWNER.get() if context is None else context.get(OWNER)
             if owner is not None:
-                tasks = owned.get(id(owner))
+                tasks = owned.get(owner)
                 if tasks is None:
-                    owned[id(owner)] = [ref(task)]
+                    owned[owner] = [ref(task)]
                 else:
                     tasks.append(ref(task))
             return task
@@ -142,7 +141,7 @@ class TaskWatch:
     def leaked(self, item: pytest.Item) -> list[asyncio.Task[Any]]:
         """The item's tasks still pending; its failed tasks nobody awaited go to errors."""
         pending = []
-        for task_ref in self.owned.pop(id(item), ()):
+        for task_ref in self.owned.pop(item, ()):
             task = task_ref()
             if task is None:
                 continue
