@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_oneloop.plugin import PYTEST_ASYNCIO_CONFLICT
+from pytest_oneloop.plugin import FEATURES, PYTEST_ASYNCIO_CONFLICT
 
 ASYNC_TEST = """
 import asyncio
@@ -117,6 +117,38 @@ def test_disabling_the_plugin_leaves_async_tests_to_pytest(pytester: pytest.Pyte
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
     result.stdout.no_fnmatch_line("oneloop:*")
+
+
+def test_feature_modules_are_plugins_of_their_own_that_can_be_disabled(
+    pytester: pytest.Pytester,
+) -> None:
+    """Each feature module is registered under its name; `-p no:<module>` drops that one."""
+    assert {"pytest_oneloop._hooks", "pytest_oneloop._groups"} <= set(FEATURES)
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        from pytest_oneloop.plugin import FEATURES
+
+        def test_registered(pytestconfig):
+            names = [
+                name for name in FEATURES if pytestconfig.pluginmanager.get_plugin(name)
+            ]
+            print("REGISTERED", " ".join(names))
+
+        async def test_async():
+            await asyncio.sleep(0)
+        """
+    )
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"*REGISTERED {' '.join(FEATURES)}*"])
+    result = pytester.runpytest("-s", "-p", "no:pytest_oneloop._groups", "--integration")
+    result.stderr.fnmatch_lines(["*unrecognized arguments: --integration*"])
+    result = pytester.runpytest("-s", "-p", "no:pytest_oneloop._groups")
+    result.assert_outcomes(passed=2)
+    rest = [name for name in FEATURES if name != "pytest_oneloop._groups"]
+    result.stdout.fnmatch_lines([f"*REGISTERED {' '.join(rest)}*"])
 
 
 def test_importing_the_plugin_imports_no_database_packages(pytester: pytest.Pytester) -> None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import keyword
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
@@ -43,8 +42,7 @@ RESERVED_NAMES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class GroupSelection:
+class GroupSelection(NamedTuple):
     """The groups of this session and which of them the user enabled."""
 
     declared: Mapping[str, str]

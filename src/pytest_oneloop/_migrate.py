@@ -26,7 +26,6 @@ share a session.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import socket
 import unittest
@@ -115,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Honour `asyncio_debug = true` (the runner exists: plugin.py made it first)."""
     runner = get_runner(config)
     if config.getini("asyncio_debug") and not runner.settings.debug and not runner.started:
-        runner.settings = dataclasses.replace(runner.settings, debug=True)
+        runner.settings = runner.settings._replace(debug=True)
 
 
 def _runs_on_session_loop(item: pytest.Item) -> bool:

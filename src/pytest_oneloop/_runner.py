@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import importlib
 import io
 import signal
 import sys
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import pytest
 
@@ -50,8 +48,7 @@ class AsyncFixtureError(Exception):
     """An async generator fixture broke the one-`yield` rule."""
 
 
-@dataclass(frozen=True)
-class LoopSettings:
+class LoopSettings(NamedTuple):
     """How the session loop is made: from `--loop-factory` and `--asyncio-debug`."""
 
     factory: Callable[[], asyncio.AbstractEventLoop] | None
@@ -117,13 +114,15 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bo
     return not isinstance(excinfo.value, pytest.fail.Exception)
 
 
-@dataclass
 class _Wait:
     """What happened to the task being waited for."""
 
-    task: asyncio.Task[Any]
-    expired_at: str | None = None
-    interrupted: bool = False
+    __slots__ = ("expired_at", "interrupted", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired_at: str | None = None
+        self.interrupted = False
 
 
 class SessionRunner:
@@ -144,7 +143,7 @@ class SessionRunner:
         if self._loop is not None:
             msg = f"the session loop already exists; cannot switch to {spec!r}"
             raise RuntimeError(msg)
-        self.settings = dataclasses.replace(self.settings, factory=factory, factory_spec=spec)
+        self.settings = self.settings._replace(factory=factory, factory_spec=spec)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
