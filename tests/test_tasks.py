@@ -126,6 +126,69 @@ def test_work_scheduled_by_the_last_step_runs_before_the_loop_stops(
     result.assert_outcomes(passed=2)
 
 
+def test_a_task_factory_of_the_user_makes_every_task_and_leaks_are_still_found(
+    pytester: pytest.Pytester,
+) -> None:
+    """Tests, fixtures and the tasks they start go through a task factory the user set.
+
+    One set by the loop factory and one a fixture sets later alike; the
+    leak check keeps working on top of the first.
+    """
+    pytester.syspathinsert()
+    pytester.makepyfile(
+        marked_loop="""
+        import asyncio
+
+        class Marked(asyncio.Task):
+            pass
+
+        class Other(asyncio.Task):
+            pass
+
+        def new_event_loop():
+            loop = asyncio.new_event_loop()
+            loop.set_task_factory(lambda loop, coro, **kw: Marked(coro, loop=loop, **kw))
+            return loop
+        """
+    )
+    pytester.makepyfile(
+        test_factory="""
+        import asyncio
+
+        import pytest
+
+        from marked_loop import Other
+
+        def kind():
+            return type(asyncio.current_task()).__name__
+
+        @pytest.fixture
+        async def fixture_kind():
+            yield kind()
+
+        async def test_marked(fixture_kind):
+            assert (fixture_kind, kind()) == ("Marked", "Marked")
+            started = asyncio.create_task(asyncio.sleep(0))
+            assert type(started).__name__ == "Marked"
+            await started
+
+        async def test_leaks():
+            asyncio.create_task(asyncio.Event().wait())
+
+        async def test_user_factory_set_later(fixture_kind):
+            loop = asyncio.get_running_loop()
+            loop.set_task_factory(lambda loop, coro, **kw: Other(coro, loop=loop, **kw))
+
+        async def test_other(fixture_kind):
+            assert (fixture_kind, kind()) == ("Other", "Other")
+        """
+    )
+    result = pytester.runpytest("--loop-factory", "marked_loop:new_event_loop", "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_leaks left 1 task(s) pending after its teardown*"])
+    assert "test_marked left" not in result.stdout.str()
+
+
 def test_invalid_leaked_tasks_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     """A misspelt mode stops the run and lists the valid ones."""
     pytester.makepyfile(LEAKY)

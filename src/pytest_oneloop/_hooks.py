@@ -9,9 +9,11 @@ so nothing it sets reaches the next test.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pytest
@@ -28,8 +30,33 @@ _FOREIGN_MARKERS = frozenset(("anyio", "trio"))
 _FOREIGN = pytest.StashKey[bool]()
 
 
-def async_kind(func: object) -> Literal["coroutine", "asyncgen"] | None:
+_Kind = Literal["coroutine", "asyncgen"] | None
+#: Each test and fixture function seen, and its kind: `inspect` takes a dozen
+#: Python calls to say, for every test and every fixture set-up.
+_KINDS: dict[object, _Kind] = {}
+
+
+def async_kind(func: object) -> _Kind:
     """Whether `func` is a coroutine function, an async generator function, or neither."""
+    # A method is looked up by its function: each test binds it to a new instance.
+    key = func.__func__ if type(func) is MethodType else func
+    try:
+        return _KINDS[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: not a plain function
+        return _inspect_kind(func)
+    kind = _KINDS[key] = _inspect_kind(func)
+    return kind
+
+
+def _inspect_kind(func: object) -> _Kind:
+    if type(func) is FunctionType:  # the common case, without `inspect`'s unwrapping
+        flags = func.__code__.co_flags
+        if flags & inspect.CO_COROUTINE:
+            return "coroutine"
+        if flags & inspect.CO_ASYNC_GENERATOR:
+            return "asyncgen"
     if inspect.iscoroutinefunction(func):
         return "coroutine"
     if inspect.isasyncgenfunction(func):
@@ -76,8 +103,9 @@ def _test_context(item: pytest.Item) -> contextvars.Context:
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run an `async def` test as a task on the session loop."""
     func = pyfuncitem.obj
-    if not inspect.iscoroutinefunction(func):
-        if inspect.isasyncgenfunction(func):
+    kind = async_kind(func)
+    if kind != "coroutine":
+        if kind == "asyncgen":
             pytest.fail(
                 f"{pyfuncitem.nodeid} is an async generator function: a test must "
                 "not yield. Move the code around the 'yield' into a fixture.",
@@ -145,8 +173,8 @@ def _timeout(request: pytest.FixtureRequest) -> float | None:
     return _compat.requesting_item(request).stash.get(ITEM_TIMEOUT, None)
 
 
-def _check_not_running(request: pytest.FixtureRequest, name: str) -> None:
-    if get_runner(request.config).loop.is_running():
+def _check_not_running(name: str) -> None:
+    if asyncio._get_running_loop() is not None:  # noqa: SLF001 - public in asyncio.events.__all__
         pytest.fail(
             f"async fixture {name!r} was requested with request.getfixturevalue() "
             "while the event loop is running (inside an async test or fixture). "
@@ -164,7 +192,7 @@ def _coroutine_fixture(
 
     def call_coroutine_fixture(**kwargs: Any) -> Any:
         __tracebackhide__ = True
-        _check_not_running(request, name)
+        _check_not_running(name)
         before = contextvars.copy_context()
         context = _fixture_context(request, fixturedef.scope)
         result = get_runner(request.config).run(
@@ -190,7 +218,7 @@ def _asyncgen_fixture(
 
     def drive_asyncgen_fixture(**kwargs: Any) -> Generator[Any, None, None]:
         __tracebackhide__ = True
-        _check_not_running(request, name)
+        _check_not_running(name)
         before = contextvars.copy_context()
         runner = get_runner(request.config)
         try:

@@ -44,6 +44,31 @@ OWNER: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar(
 )
 
 
+#: The attribute `recording_only` sets on a task factory.
+_RECORDING_ONLY = "_pytest_oneloop_recording_only"
+
+
+def recording_only(factory: Callable[..., Any]) -> None:
+    """Say that `factory` only records the tasks it makes, which are plain `asyncio.Task`s.
+
+    The runner makes its own tasks (a test's, an async generator fixture's
+    driver) without going through such a factory: it waits for each of them
+    to the end, so there is nothing to record, and the factory's Python code
+    would run twice per test for nothing.
+    """
+    setattr(factory, _RECORDING_ONLY, True)
+
+
+def _new_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], context: contextvars.Context
+) -> asyncio.Task[T]:
+    """A task of the runner's own, through the loop's task factory unless it only records."""
+    factory = loop.get_task_factory()
+    if factory is None or getattr(factory, _RECORDING_ONLY, False):
+        return asyncio.Task(coro, loop=loop, context=context)
+    return loop.create_task(coro, context=context)
+
+
 class AsyncFixtureError(Exception):
     """An async generator fixture broke the one-`yield` rule."""
 
@@ -203,7 +228,7 @@ class SessionRunner:
     ) -> T:
         """Run `coro` to completion as a task in `context`; return its result."""
         __tracebackhide__ = True
-        task = self.loop.create_task(coro, context=context)
+        task = _new_task(self.loop, coro, context)
         return self.wait(task, task, timeout=timeout, label=label)
 
     def wait(
@@ -306,7 +331,7 @@ class AsyncGenFixture(Generic[T]):
         self.context = context
         self._resume: asyncio.Future[None] = loop.create_future()
         ready: asyncio.Future[T] = loop.create_future()
-        self._task = loop.create_task(self._drive(ready), context=context)
+        self._task = _new_task(loop, self._drive(ready), context)
         label = f"setup of async fixture {name!r}"
         self.value: T = runner.wait(ready, self._task, timeout=timeout, label=label)
 

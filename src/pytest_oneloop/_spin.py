@@ -35,7 +35,15 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 _BASE = asyncio.BaseEventLoop
-_PRIVATE = ("_run_once", "_ready", "_check_closed", "_check_running", "_stopping", "_thread_id")
+_PRIVATE = (
+    "_run_once",
+    "_ready",
+    "_check_closed",
+    "_check_running",
+    "_closed",
+    "_stopping",
+    "_thread_id",
+)
 
 
 #: Loop types seen so far, and how `run_until_done` drives them (None: it does not).
@@ -85,8 +93,9 @@ def _drive_with_setup(loop: Any, future: asyncio.Future[Any]) -> None:
 
 def _drive_311(loop: Any, future: asyncio.Future[Any]) -> None:
     """Python 3.11 and 3.12: what `run_forever` does around the turns, with debug off."""
-    loop._check_closed()  # noqa: SLF001
-    loop._check_running()  # noqa: SLF001
+    if loop._closed or loop._thread_id is not None or events._get_running_loop() is not None:  # noqa: SLF001
+        loop._check_closed()  # noqa: SLF001 - raise asyncio's own errors
+        loop._check_running()  # noqa: SLF001
     old_hooks = sys.get_asyncgen_hooks()
     try:
         loop._thread_id = threading.get_ident()  # noqa: SLF001

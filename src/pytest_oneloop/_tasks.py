@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_oneloop._markers import marker_names
-from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, get_runner
+from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, get_runner, recording_only
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ class TaskWatch:
             return task
 
         loop.set_task_factory(owning_task_factory)  # type: ignore[arg-type]
+        if previous is None:
+            recording_only(owning_task_factory)
 
     def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         # asyncio's own handler still logs it (to the `asyncio` logger, which
