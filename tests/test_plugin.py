@@ -163,3 +163,45 @@ def test_importing_the_plugin_imports_no_database_packages(pytester: pytest.Pyte
         """
     )
     pytester.runpytest_subprocess("-p", "no:faker").assert_outcomes(passed=1)
+
+
+def test_assertion_rewriting_can_be_skipped_for_a_package(pytester: pytest.Pytester) -> None:
+    """What keeps pytest from rewriting the plugin's own modules, on a package of the test's.
+
+    The plugin's modules have no asserts; pytest would otherwise load each
+    of them through its rewriting hook, which costs start-up time.
+    """
+    check = "def check(value):\n    assert value == 2\n"
+    pytester.mkpydir("rewritten").joinpath("__init__.py").write_text(check)
+    pytester.mkpydir("plain").joinpath("__init__.py").write_text(check)
+    pytester.makeconftest(
+        """
+        import pytest
+
+        from pytest_oneloop import _compat
+
+        pytest.register_assert_rewrite("rewritten", "plain")
+
+        def pytest_configure(config):
+            _compat.skip_assertion_rewriting(config.pluginmanager, "plain")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import plain
+        import rewritten
+
+        def test_rewritten():
+            rewritten.check(1)
+
+        def test_plain():
+            plain.check(1)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*def check(value):*", ">*assert value == 2", "E*assert 1 == 2"])
+    output = result.stdout.str()
+    plain_failure = output.split("_ test_plain _")[1].split("short test summary")[0]
+    assert "assert 1 == 2" not in plain_failure
+    assert "E       AssertionError" in plain_failure

@@ -57,3 +57,20 @@ def option_names(parser: pytest.Parser) -> set[str]:
     """
     groups = [parser._anonymous, *parser._groups]  # noqa: SLF001
     return {name for group in groups for option in group.options for name in option.names()}
+
+
+def skip_assertion_rewriting(manager: pytest.PytestPluginManager, package: str) -> None:
+    """Have pytest import the rest of `package` without rewriting its asserts.
+
+    pytest marks every module of a distribution with a `pytest11` entry
+    point for assertion rewriting, and loads a marked module's cached byte
+    code through its own reader, which takes about half a millisecond per
+    module. The plugin's modules have no assert statements to rewrite. If
+    pytest's import hook changes, this does nothing and they are rewritten.
+    """
+    hook = getattr(manager, "rewrite_hook", None)
+    marked = getattr(hook, "_must_rewrite", None)
+    decided = getattr(hook, "_marked_for_rewrite_cache", None)
+    if isinstance(marked, set) and package in marked and isinstance(decided, dict):
+        marked.discard(package)
+        decided.clear()

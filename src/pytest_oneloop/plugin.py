@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from pytest_oneloop import _compat
 from pytest_oneloop._runner import (
     STASH_KEY,
     LoopSettings,
@@ -49,6 +50,7 @@ def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager
     """
     if plugin is not sys.modules[__name__]:
         return
+    _compat.skip_assertion_rewriting(manager, __package__ or "pytest_oneloop")
     for name in FEATURES:
         if not manager.is_blocked(name) and manager.get_plugin(name) is None:
             manager.register(importlib.import_module(name), name)
