@@ -252,3 +252,113 @@ def test_the_apps_sessionmaker_bound_to_db_session_writes_inside_the_test_transa
         """
     )
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+TEARDOWN_CONFTEST = """
+import json
+import pathlib
+
+import pytest
+from sqlalchemy import event
+
+
+@pytest.fixture(scope="session", autouse=True)
+def transaction_events(db_engine):
+    events = []
+    engine = db_engine.sync_engine
+    for name in ("begin", "commit", "rollback", "savepoint", "rollback_savepoint"):
+        event.listen(engine, name, lambda *args, name=name: events.append(name))
+
+    def on_reset(dbapi_connection, record, state):
+        events.append("pool reset" if not state.transaction_was_reset else "pool: already reset")
+
+    event.listen(engine.pool, "reset", on_reset)
+    yield events
+    pathlib.Path(__file__).with_name("events.json").write_text(json.dumps(events))
+
+
+@pytest.fixture(autouse=True)
+def mark_the_teardown(transaction_events):
+    transaction_events.append("test starts")
+    yield
+    transaction_events.append("teardown")
+"""
+
+
+def test_the_teardown_rolls_back_the_outer_transaction_once_and_does_nothing_else(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """No ROLLBACK TO SAVEPOINT first, and the pool does not roll the connection back again."""
+    support.make_project(pytester, database_url)
+    pytester.makeconftest(TEARDOWN_CONFTEST)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makepyfile(
+        """
+        from factories import UserFactory
+        from helpers import count_users
+
+        async def test_writes_and_commits(factory, db_session):
+            await factory.batch(UserFactory, 2)
+            await db_session.commit()
+            await factory(UserFactory)
+            assert await count_users(db_session) == 3
+
+        async def test_sees_nothing(db_session):
+            assert await count_users(db_session) == 0
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+    events = json.loads((pytester.path / "events.json").read_text())
+    teardown = ["rollback", "pool: already reset"]
+    assert events == [
+        *["test starts", "begin", "savepoint", "savepoint", *teardown, "teardown"],
+        *["test starts", "begin", "savepoint", *teardown, "teardown"],
+    ]
+
+
+def test_only_the_tests_own_connection_refuses_a_commit(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """Other connections commit during a test, and the test's connection commits after it."""
+    support.make_project(pytester, database_url)
+    pytester.makepyfile(helpers=COUNT_USERS)
+    pytester.makeconftest(
+        """
+        import pathlib
+
+        import pytest
+        from sqlalchemy import text
+
+        @pytest.fixture(scope="session", autouse=True)
+        async def commit_after_the_tests(db_engine):
+            yield
+            async with db_engine.begin() as connection:
+                await connection.execute(text("DELETE FROM users"))
+            pathlib.Path(__file__).with_name("committed").write_text("yes")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from sqlalchemy import text
+
+        from helpers import count_users
+
+        REFUSED = "tried to commit the outer transaction"
+
+        async def test_another_connection_commits(db_session, db_engine):
+            assert await count_users(db_session) == 0
+            async with db_engine.connect() as other:
+                await other.execute(text("SELECT 1"))
+                await other.commit()
+            with pytest.raises(RuntimeError, match=REFUSED):
+                await db_session.bind.commit()
+
+        @pytest.mark.parametrize("n", range(3))
+        async def test_later_tests_are_guarded_too(n, db_session):
+            with pytest.raises(RuntimeError, match=REFUSED):
+                await db_session.bind.commit()
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=4)
+    assert (pytester.path / "committed").read_text() == "yes"
