@@ -9,9 +9,12 @@ costs over a sync one.
 
 `run_until_done` does what `run_forever` does around the loop's turns, but
 checks the future after each turn instead of waiting for a callback (and
-takes the one more turn only when callbacks are waiting for it). It is
-used for asyncio's own loops (and subclasses that keep `run_forever`) when
-debug mode is off; any other loop, uvloop for example, and a loop in debug
+takes the one more turn only when callbacks are waiting for it). And when
+a poll could not find anything (no timers, no signal handlers, no file
+descriptor watched but the loop's own wake-up pipe: `_quiet`), a turn runs
+the queued callbacks without polling, as the turn would have run them. It
+is used for asyncio's selector loops (and subclasses that keep
+`run_forever`) when debug mode is off; any other loop, uvloop for example, and a loop in debug
 mode get the public `run_until_complete`. The outcome is the same either
 way: the future's result, its exception, or `RuntimeError` when user code
 stopped the loop first.
@@ -35,12 +38,15 @@ T = TypeVar("T")
 _MISSING: Any = object()
 
 _BASE = asyncio.BaseEventLoop
+_SELECTOR_LOOP = asyncio.selector_events.BaseSelectorEventLoop
 _PRIVATE = (
     "_run_once",
     "_ready",
     "_check_closed",
     "_check_running",
     "_closed",
+    "_scheduled",
+    "_selector",
     "_stopping",
     "_thread_id",
 )
@@ -69,7 +75,7 @@ def _driver(loop: asyncio.AbstractEventLoop) -> Callable[[Any, asyncio.Future[An
     """How to drive loops of this type, remembered: types that keep asyncio's `run_forever`."""
     cls = type(loop)
     spins = (
-        issubclass(cls, _BASE)
+        issubclass(cls, _SELECTOR_LOOP)
         and cls.run_forever is _BASE.run_forever
         and cls.run_until_complete is _BASE.run_until_complete
         and all(hasattr(loop, name) for name in _PRIVATE)
@@ -113,13 +119,45 @@ def _drive_311(loop: Any, future: asyncio.Future[Any]) -> None:
 
 
 def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
+    ready = loop._ready  # noqa: SLF001
     run_once = loop._run_once  # noqa: SLF001
     while not future.done():
-        run_once()
+        if ready and _quiet(loop):
+            _run_ready(ready)
+        else:
+            run_once()
         if loop._stopping:  # noqa: SLF001
             return
     # `run_until_complete` stops one turn later, in the callback it added:
     # what the last turn scheduled (a task's first step, a done callback)
     # runs before the loop stops, and so it does here.
-    if loop._ready:  # noqa: SLF001
-        run_once()
+    if ready:
+        if _quiet(loop):
+            _run_ready(ready)
+        else:
+            run_once()
+
+
+def _quiet(loop: Any) -> bool:
+    """Whether a turn's poll could find nothing to do: a turn may then skip it.
+
+    That is: no timers, no signal handlers (`add_signal_handler`), and no
+    file descriptor watched but the loop's own wake-up pipe, which a
+    selector loop registers when it is made. Polling then only drains that
+    pipe, which `call_soon_threadsafe` writes after queueing its callback,
+    so the queued callbacks run as a full turn would run them, in the same
+    order. When nothing is queued the turn is a full one, which waits.
+    """
+    return (
+        not loop._scheduled  # noqa: SLF001
+        and not getattr(loop, "_signal_handlers", None)
+        and len(loop._selector.get_map()) <= 1  # noqa: SLF001
+    )
+
+
+def _run_ready(ready: Any) -> None:
+    """Run the callbacks queued now, as a turn of `_run_once` runs them (debug off)."""
+    for _ in range(len(ready)):
+        handle = ready.popleft()
+        if not handle._cancelled:  # noqa: SLF001
+            handle._run()  # noqa: SLF001
