@@ -78,13 +78,13 @@ def is_foreign(item: pytest.Item) -> bool:
     return foreign
 
 
-def _copy_back(
-    before: contextvars.Context, after: contextvars.Context
-) -> list[contextvars.Token[Any]]:
-    """Set in the current context what changed from `before` to `after`."""
-    return [
-        var.set(value) for var, value in after.items() if before.get(var, _MISSING) is not value
-    ]
+def _copy_back(after: contextvars.Context) -> list[contextvars.Token[Any]]:
+    """Set in the current context what `after` holds differently.
+
+    `after` began as a copy of the current context, which nothing changes
+    while the loop runs (callbacks and tasks run in copies of their own).
+    """
+    return [var.set(value) for var, value in after.items() if var.get(_MISSING) is not value]
 
 
 def _undo(tokens: Iterable[contextvars.Token[Any]]) -> None:
@@ -94,9 +94,7 @@ def _undo(tokens: Iterable[contextvars.Token[Any]]) -> None:
 
 def _test_context(item: pytest.Item) -> contextvars.Context:
     """A fresh copy of the fixtures' context, marked as belonging to `item`."""
-    context = contextvars.copy_context()
-    context.run(OWNER.set, item)
-    return context
+    return _owned_copy(item)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -164,8 +162,14 @@ def pytest_fixture_setup(
 
 def _fixture_context(request: pytest.FixtureRequest, scope: str) -> contextvars.Context:
     """A copy of the current context; function-scoped work belongs to the test."""
+    return _owned_copy(_compat.requesting_item(request) if scope == "function" else None)
+
+
+def _owned_copy(owner: pytest.Item | None) -> contextvars.Context:
+    """A copy of the current context in which `OWNER` is `owner`."""
     context = contextvars.copy_context()
-    context.run(OWNER.set, _compat.requesting_item(request) if scope == "function" else None)
+    if OWNER.get() is not owner:  # often already: a function-scoped fixture's copy-back set it
+        context.run(OWNER.set, owner)
     return context
 
 
@@ -193,7 +197,6 @@ def _coroutine_fixture(
     def call_coroutine_fixture(**kwargs: Any) -> Any:
         __tracebackhide__ = True
         _check_not_running(name)
-        before = contextvars.copy_context()
         context = _fixture_context(request, fixturedef.scope)
         result = get_runner(request.config).run(
             bound(**kwargs),
@@ -201,7 +204,7 @@ def _coroutine_fixture(
             timeout=_timeout(request),
             label=f"setup of async fixture {name!r}",
         )
-        tokens = _copy_back(before, context)
+        tokens = _copy_back(context)
         if tokens:
             request.addfinalizer(lambda: _undo(tokens))
         return result
@@ -219,7 +222,6 @@ def _asyncgen_fixture(
     def drive_asyncgen_fixture(**kwargs: Any) -> Generator[Any, None, None]:
         __tracebackhide__ = True
         _check_not_running(name)
-        before = contextvars.copy_context()
         runner = get_runner(request.config)
         try:
             fixture = runner.start_asyncgen(
@@ -230,7 +232,7 @@ def _asyncgen_fixture(
             )
         except AsyncFixtureError as exc:
             _fail_with_location(exc, bound)
-        tokens = _copy_back(before, fixture.context)
+        tokens = _copy_back(fixture.context)
         yield fixture.value
         try:
             fixture.finish()
