@@ -177,9 +177,9 @@ class SessionRunner:
         return self._loop is not None
 
     @property
-    def loop_closed(self) -> bool:
-        """Whether user code closed the session loop (the next use makes a new one)."""
-        return self._loop is not None and self._loop.is_closed()
+    def made_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop made last, even if user code has closed it; None before the first."""
+        return self._loop
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
         runner = asyncio.Runner(debug=self.settings.debug, loop_factory=self.settings.factory)

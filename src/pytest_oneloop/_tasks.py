@@ -202,10 +202,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 
 def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
     """Report what `item` left behind; return the messages that are errors."""
-    runner = get_runner(item.config)
-    if not runner.started:
+    loop = get_runner(item.config).made_loop
+    if loop is None:
         return []
-    if runner.loop_closed:
+    if loop.is_closed():
         return [
             (
                 f"oneloop: {item.nodeid} closed the session event loop. A new loop is used "
@@ -213,18 +213,19 @@ def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
                 "fixtures no longer work. Close only loops you created."
             )
         ]
-    _abort_stale_transports(runner.loop)
+    _abort_stale_transports(loop)
     errors: list[str] = []
-    leaked = watch.leaked(item)
+    leaked = watch.leaked(item) if watch.owned else []
     if leaked:
-        message = _cancel_and_describe(runner.loop, item, leaked)
+        message = _cancel_and_describe(loop, item, leaked)
         if watch.mode == "error":
             errors.append(message)
         else:
             _warn_at(item, LeakedTaskWarning(message))
-    for context in watch.errors:
-        _warn_at(item, LoopExceptionWarning(_describe_error(item, context)))
-    watch.errors.clear()
+    if watch.errors:
+        for context in watch.errors:
+            _warn_at(item, LoopExceptionWarning(_describe_error(item, context)))
+        watch.errors.clear()
     return errors
 
 
