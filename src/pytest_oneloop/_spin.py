@@ -79,6 +79,7 @@ def _driver(loop: asyncio.AbstractEventLoop) -> Callable[[Any, asyncio.Future[An
         and cls.run_forever is _BASE.run_forever
         and cls.run_until_complete is _BASE.run_until_complete
         and all(hasattr(loop, name) for name in _PRIVATE)
+        and isinstance(getattr(getattr(loop, "_selector", None), "_fd_to_key", None), dict)
     )
     drive: Callable[[Any, asyncio.Future[Any]], None] | None = None
     if spins:
@@ -121,8 +122,9 @@ def _drive_311(loop: Any, future: asyncio.Future[Any]) -> None:
 def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
     ready = loop._ready  # noqa: SLF001
     run_once = loop._run_once  # noqa: SLF001
+    watched = loop._selector._fd_to_key  # noqa: SLF001 - file descriptor -> key, a dict
     while not future.done():
-        if ready and _quiet(loop):
+        if ready and _quiet(loop, watched):
             _run_ready(ready)
         else:
             run_once()
@@ -132,26 +134,26 @@ def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
     # what the last turn scheduled (a task's first step, a done callback)
     # runs before the loop stops, and so it does here.
     if ready:
-        if _quiet(loop):
+        if _quiet(loop, watched):
             _run_ready(ready)
         else:
             run_once()
 
 
-def _quiet(loop: Any) -> bool:
+def _quiet(loop: Any, watched: dict[int, Any]) -> bool:
     """Whether a turn's poll could find nothing to do: a turn may then skip it.
 
-    That is: no timers, no signal handlers (`add_signal_handler`), and no
-    file descriptor watched but the loop's own wake-up pipe, which a
-    selector loop registers when it is made. Polling then only drains that
+    That is: no timers, no file descriptor watched but the loop's own
+    wake-up pipe, which a selector loop registers when it is made, and no
+    signal handlers (`add_signal_handler`). Polling then only drains that
     pipe, which `call_soon_threadsafe` writes after queueing its callback,
     so the queued callbacks run as a full turn would run them, in the same
     order. When nothing is queued the turn is a full one, which waits.
     """
     return (
         not loop._scheduled  # noqa: SLF001
+        and len(watched) <= 1
         and not getattr(loop, "_signal_handlers", None)
-        and len(loop._selector.get_map()) <= 1  # noqa: SLF001
     )
 
 
