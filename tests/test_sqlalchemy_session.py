@@ -362,3 +362,50 @@ def test_only_the_tests_own_connection_refuses_a_commit(
     )
     pytester.runpytest().assert_outcomes(passed=4)
     assert (pytester.path / "committed").read_text() == "yes"
+
+
+def test_on_aiosqlite_db_session_itself_costs_one_hand_over_to_begin_and_one_to_end(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """BEGIN at set-up and ROLLBACK at teardown are one call each into aiosqlite's thread."""
+    with support.database("sqlite", tmp_path) as url:
+        support.make_project(pytester, url)
+        pytester.makeconftest(
+            """
+            import json
+            import pathlib
+
+            import aiosqlite
+            import pytest
+
+            @pytest.fixture
+            def calls(db_engine, monkeypatch):
+                calls = []
+                call = aiosqlite.Connection._execute
+
+                async def counted(self, fn, *args, **kwargs):
+                    calls.append(fn)
+                    return await call(self, fn, *args, **kwargs)
+
+                monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+                yield calls
+                path = pathlib.Path(__file__).with_name("calls.json")
+                path.write_text(json.dumps(len(calls)))
+            """
+        )
+        pytester.makepyfile(
+            """
+            import json
+            import pathlib
+
+            from sqlalchemy import select
+
+            async def test_one_query(calls, db_session):
+                assert len(calls) == 1  # the BEGIN
+                await db_session.scalar(select(1))  # SAVEPOINT, SELECT
+                pathlib.Path(__file__).with_name("body.json").write_text(json.dumps(len(calls)))
+            """
+        )
+        pytester.runpytest().assert_outcomes(passed=1)
+        body = json.loads((pytester.path / "body.json").read_text())
+        assert json.loads((pytester.path / "calls.json").read_text()) == body + 1  # the ROLLBACK

@@ -88,6 +88,11 @@ def _emit_begin_ourselves(engine: AsyncEngine) -> None:
     3.11 a SAVEPOINT opened first lives outside the test's transaction and the
     final ROLLBACK does not undo what was committed inside it. Taking BEGIN
     away from the driver and emitting it on SQLAlchemy's `begin` event fixes it.
+
+    On aiosqlite the BEGIN is sent with the driver's own `execute_fetchall`:
+    one call into the connection's thread, where a statement through
+    SQLAlchemy's cursor takes three (open the cursor, execute, close it).
+    Every test's outer transaction starts with it.
     """
     from sqlalchemy import event
 
@@ -97,8 +102,13 @@ def _emit_begin_ourselves(engine: AsyncEngine) -> None:
     def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
 
+    def on_begin_aiosqlite(connection: Connection) -> None:
+        adapted = connection.connection.dbapi_connection
+        adapted.run_async(lambda driver: driver.execute_fetchall("BEGIN"))  # type: ignore[union-attr]
+
+    aiosqlite = engine.url.get_driver_name() == "aiosqlite"
     event.listen(engine.sync_engine, "connect", on_connect)
-    event.listen(engine.sync_engine, "begin", on_begin)
+    event.listen(engine.sync_engine, "begin", on_begin_aiosqlite if aiosqlite else on_begin)
 
 
 @contextlib.asynccontextmanager
