@@ -14,6 +14,7 @@ the database ends the session holding exactly what it held before.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from pathlib import Path
@@ -41,6 +42,12 @@ if TYPE_CHECKING:
 _SQLITE_DRIVERS = frozenset({"aiosqlite", "pysqlite"})
 _DRIVER_EXTRAS = {"asyncpg": INSTALL_POSTGRES, "aiosqlite": INSTALL_SQLALCHEMY}
 _BACKGROUND = re.compile(r"\s*\(Background on this error at: \S+\)")
+# PostgreSQL's SQLSTATEs for "must be a member of ... pg_signal_backend" and
+# "database ... is being accessed by other users", and the pauses between the
+# four attempts to drop a database still in use.
+_INSUFFICIENT_PRIVILEGE = "42501"
+_OBJECT_IN_USE = "55006"
+_DROP_RETRY_PAUSES = (0.2, 0.5, 1.0)
 
 
 def worker_id(config: pytest.Config) -> str | None:
@@ -235,10 +242,46 @@ async def _drop_database(admin: AsyncEngine, name: str) -> None:
 
 
 async def _drop(connection: AsyncConnection, name: str) -> None:
+    """Drop the database `name` if it exists, even with a connection a test leaked in it.
+
+    On PostgreSQL 13+ `WITH (FORCE)` ends the other sessions in the database.
+    Before PostgreSQL 17 it refuses to end an autovacuum worker unless the
+    user is a member of pg_signal_backend; a plain DROP DATABASE then asks
+    autovacuum to leave by itself (and waits up to 5 s for other sessions).
+    While the database is still in use, both are tried again after a pause:
+    once autovacuum is gone, the forced drop ends a leaked connection too.
+    """
     quoted = connection.dialect.identifier_preparer.quote(name)
     statement = f"DROP DATABASE IF EXISTS {quoted}"
     version = connection.dialect.server_version_info or ()
-    if connection.dialect.name == "postgresql" and version >= (13,):
-        # Ends the connections a test leaked, so the drop cannot fail on them.
-        statement += " WITH (FORCE)"
-    await connection.exec_driver_sql(statement)
+    if connection.dialect.name != "postgresql" or version < (13,):
+        await connection.exec_driver_sql(statement)
+        return
+    forced = f"{statement} WITH (FORCE)"
+    for pause in _DROP_RETRY_PAUSES:
+        if await _execute_unless(connection, forced, _INSUFFICIENT_PRIVILEGE):
+            return
+        if await _execute_unless(connection, statement, _OBJECT_IN_USE):
+            return
+        await asyncio.sleep(pause)
+    if not await _execute_unless(connection, forced, _INSUFFICIENT_PRIVILEGE):
+        await connection.exec_driver_sql(statement)
+
+
+async def _execute_unless(connection: AsyncConnection, sql: str, sqlstate: str) -> bool:
+    """Execute `sql`: True if it succeeded, False if it failed with `sqlstate` (not raised)."""
+    try:
+        await connection.exec_driver_sql(sql)
+    except Exception as exc:
+        if _sqlstate(exc) != sqlstate:
+            raise
+        await connection.rollback()
+        return False
+    return True
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a DBAPI error wrapped by SQLAlchemy (asyncpg and psycopg)."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
