@@ -8,6 +8,18 @@ Importing this package imports neither SQLAlchemy nor factory_boy.
 
 from __future__ import annotations
 
-from pytest_oneloop.sqlalchemy._factory import BoundFactory, PersistingFactory, register
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_oneloop.sqlalchemy._factory import BoundFactory, PersistingFactory, register
 
 __all__ = ["BoundFactory", "PersistingFactory", "register"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: the plugin imports this package at start-up."""
+    if name in __all__:
+        return getattr(importlib.import_module("pytest_oneloop.sqlalchemy._factory"), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -2,7 +2,8 @@
 
 Each fixture is a thin wrapper whose docstring is its user documentation
 (`pytest --fixtures`); the work is in `_config`, `_engine`, `_session` and
-`_factory`. Nothing here imports SQLAlchemy until a fixture is set up.
+`_factory`. Only `_config` (options, header line) is imported with the
+plugin; the others, and SQLAlchemy, when a fixture is set up.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_oneloop.sqlalchemy import _config, _engine, _factory, _session
+from pytest_oneloop.sqlalchemy import _config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from sqlalchemy import URL, MetaData
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    from pytest_oneloop.sqlalchemy._factory import PersistingFactory
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +88,8 @@ async def db_engine(
     and dropped at the end: `<name>_gw0`, ... on a server, `<file>_gw0.db`
     for SQLite. `db_engine.url` is the database in use.
     """
+    from pytest_oneloop.sqlalchemy import _engine
+
     worker = _engine.worker_id(request.config)
     async with _engine.session_engine(db_url, db_metadata, worker) as engine:
         yield engine
@@ -101,12 +106,14 @@ async def db_session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     async_sessionmaker write in the same transaction, configure it with
     bind=db_session.bind and join_transaction_mode="create_savepoint".
     """
+    from pytest_oneloop.sqlalchemy import _session
+
     async with _session.rolled_back_session(db_engine) as session:
         yield session
 
 
 @pytest.fixture
-def factory(db_session: AsyncSession) -> _factory.PersistingFactory:
+def factory(db_session: AsyncSession) -> PersistingFactory:
     """Persists what factory_boy factories build into db_session.
 
     `user = await factory(UserFactory, name="ann")` builds with the factory
@@ -115,4 +122,6 @@ def factory(db_session: AsyncSession) -> _factory.PersistingFactory:
     db_session and flushes, so keys and defaults are set.
     `await factory.batch(UserFactory, 10, **overrides)` makes a list.
     """
+    from pytest_oneloop.sqlalchemy import _factory
+
     return _factory.PersistingFactory(db_session)
