@@ -139,6 +139,17 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bo
     return not isinstance(excinfo.value, pytest.fail.Exception)
 
 
+class _Wait:
+    """What happened to the task being waited for: one record per wait."""
+
+    __slots__ = ("expired_at", "interrupted", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired_at: str | None = None
+        self.interrupted = False
+
+
 class SessionRunner:
     """The session's `asyncio.Runner`, created on first use and closed at the end."""
 
@@ -147,11 +158,7 @@ class SessionRunner:
         self.settings = settings
         self._runner: asyncio.Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: The task the current wait would cancel on a timeout or Ctrl-C, and
-        #: what happened to it (one wait at a time: the loop cannot be re-entered).
-        self._waiting: asyncio.Task[Any] | None = None
-        self._expired_at: str | None = None
-        self._interrupted = False
+        self._current: _Wait | None = None
         self._old_sigint: Any = None
         #: Called with each new loop, e.g. to install a task factory.
         self.on_new_loop: list[Callable[[asyncio.AbstractEventLoop], None]] = []
@@ -204,11 +211,11 @@ class SessionRunner:
             self._old_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        task = self._waiting
-        if task is None or self._interrupted or task.done():
+        current = self._current
+        if current is None or current.interrupted or current.task.done():
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
-        self._interrupted = True
-        task.cancel()
+        current.interrupted = True
+        current.task.cancel()
         self.loop.call_soon_threadsafe(lambda: None)
 
     def run(
@@ -235,17 +242,17 @@ class SessionRunner:
         """Run the loop until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
         __tracebackhide__ = _hide_unless_own_failure
         loop = self.loop
-        self._waiting, self._expired_at, self._interrupted = task, None, False
-        timer = loop.call_later(timeout, self._expire) if timeout is not None else None
+        state = self._current = _Wait(task)
+        timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
         try:
             result = run_until_done(loop, until)
         except asyncio.CancelledError:
-            if self._interrupted:
+            if state.interrupted:
                 raise KeyboardInterrupt from None
-            if self._expired_at is not None:
+            if state.expired_at is not None:
                 raise pytest.fail.Exception(
                     f"{label} timed out after {timeout:g}s and was cancelled; "
-                    f"it was waiting at:\n{self._expired_at}",
+                    f"it was waiting at:\n{state.expired_at}",
                     pytrace=False,
                 ) from None
             raise
@@ -260,18 +267,16 @@ class SessionRunner:
                 pytrace=False,
             ) from None
         finally:
-            self._waiting = None
+            self._current = None
             if timer is not None:
                 timer.cancel()
-        if self._interrupted:
+        if state.interrupted:
             raise KeyboardInterrupt
         return result
 
-    def _expire(self) -> None:
-        task = self._waiting
-        if task is not None:
-            self._expired_at = task_stack(task)
-            task.cancel()
+    def _expire(self, state: _Wait) -> None:
+        state.expired_at = task_stack(state.task)
+        state.task.cancel()
 
     def _abandon(self, task: asyncio.Task[Any]) -> None:
         """Cancel a task that can no longer be waited for normally."""
