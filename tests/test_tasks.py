@@ -288,6 +288,15 @@ def test_timeout_from_ini_and_invalid_values(pytester: pytest.Pytester) -> None:
     )
 
 
+# A background job of a non-interactive shell (`make test &`) starts with
+# SIGINT ignored, and children inherit that: the child pytest gets Python's
+# usual SIGINT handler back first, as it has when started from a terminal.
+_PYTEST_WITH_SIGINT = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "import pytest; sys.exit(pytest.console_main())"
+)
+
+
 def test_ctrl_c_stops_a_hung_async_test_like_a_sync_one(pytester: pytest.Pytester) -> None:
     """SIGINT during a hung async test: KeyboardInterrupt summary, teardown, prompt exit."""
     pytester.makepyfile(
@@ -308,8 +317,8 @@ def test_ctrl_c_stops_a_hung_async_test_like_a_sync_one(pytester: pytest.Pyteste
             pass
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider"],
+    proc = subprocess.Popen(  # noqa: S603 - the command is the constant above
+        [sys.executable, "-c", _PYTEST_WITH_SIGINT, "-s", "-p", "no:cacheprovider"],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
