@@ -20,14 +20,13 @@ import pytest
 
 from pytest_oneloop import _compat
 from pytest_oneloop._markers import marker_names
-from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, AsyncFixtureError, get_runner
+from pytest_oneloop._runner import OWNER, AsyncFixtureError, AsyncGenFixture, get_runner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable
+    from collections.abc import Callable, Generator
 
 _MISSING = object()
 _FOREIGN_MARKERS = frozenset(("anyio", "trio"))
-_FOREIGN = pytest.StashKey[bool]()
 
 
 _Kind = Literal["coroutine", "asyncgen"] | None
@@ -64,17 +63,22 @@ def _inspect_kind(func: object) -> _Kind:
     return None
 
 
+#: The item `is_foreign` answered for last, and its answer.
+_last_foreign: tuple[pytest.Item | None, bool] = (None, False)
+
+
 def is_foreign(item: pytest.Item) -> bool:
     """Whether the test belongs to anyio's or trio's plugin rather than to us.
 
-    Asked for the test and for each of its async fixtures: the answer is
-    kept on the item.
+    Asked for the test and for each of its async fixtures, one test after
+    the other: the answer for the last item asked about is kept.
     """
-    foreign = item.stash.get(_FOREIGN, None)
-    if foreign is None:
+    global _last_foreign  # noqa: PLW0603
+    last, foreign = _last_foreign
+    if last is not item:
         requests_backend = "anyio_backend" in getattr(item, "fixturenames", ())
         foreign = requests_backend or not _FOREIGN_MARKERS.isdisjoint(marker_names(item))
-        item.stash[_FOREIGN] = foreign
+        _last_foreign = (item, foreign)
     return foreign
 
 
@@ -84,17 +88,16 @@ def _copy_back(after: contextvars.Context) -> list[contextvars.Token[Any]]:
     `after` began as a copy of the current context, which nothing changes
     while the loop runs (callbacks and tasks run in copies of their own).
     """
-    return [var.set(value) for var, value in after.items() if var.get(_MISSING) is not value]
+    tokens = []
+    for var, value in after.items():
+        if var.get(_MISSING) is not value:
+            tokens.append(var.set(value))
+    return tokens
 
 
-def _undo(tokens: Iterable[contextvars.Token[Any]]) -> None:
-    for token in reversed(list(tokens)):
+def _undo(tokens: list[contextvars.Token[Any]]) -> None:
+    for token in reversed(tokens):
         token.var.reset(token)
-
-
-def _test_context(item: pytest.Item) -> contextvars.Context:
-    """A fresh copy of the fixtures' context, marked as belonging to `item`."""
-    return _owned_copy(item)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -115,11 +118,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     __tracebackhide__ = True
     coro = func(**_compat.test_arguments(pyfuncitem))
-    get_runner(pyfuncitem.config).run(
+    runner = get_runner(pyfuncitem.config)
+    runner.run(
         coro,
-        _test_context(pyfuncitem),
-        timeout=pyfuncitem.stash.get(ITEM_TIMEOUT, None),
-        label=f"test {pyfuncitem.nodeid}",
+        _owned_copy(pyfuncitem),  # a fresh copy: nothing the test sets reaches the next
+        timeout=runner.item_timeout,
+        label=lambda: f"test {pyfuncitem.nodeid}",
     )
     return True
 
@@ -135,7 +139,7 @@ def _hypothesis_on_loop(item: pytest.Function) -> None:
     @functools.wraps(inner)
     def run_example(*args: Any, **kwargs: Any) -> None:
         __tracebackhide__ = True
-        runner.run(inner(*args, **kwargs), _test_context(item), label=f"test {item.nodeid}")
+        runner.run(inner(*args, **kwargs), _owned_copy(item), label=f"test {item.nodeid}")
 
     hypothesis.inner_test = run_example  # type: ignore[union-attr]
 
@@ -147,22 +151,20 @@ def pytest_fixture_setup(
     """Swap an async fixture's function for a sync one that drives it on the loop."""
     func = fixturedef.func
     kind = async_kind(func)
-    if kind is None or is_foreign(_compat.requesting_item(request)):
+    if kind is None:
+        return (yield)
+    item = _compat.requesting_item(request)
+    if is_foreign(item):
         return (yield)
     bound = _compat.resolve_fixture_function(fixturedef, request)
-    if kind == "coroutine":
-        _compat.set_fixture_function(fixturedef, _coroutine_fixture(bound, fixturedef, request))
-    else:
-        _compat.set_fixture_function(fixturedef, _asyncgen_fixture(bound, fixturedef, request))
+    # Function-scoped work belongs to the test; wider scopes belong to nobody.
+    owner = item if _compat.is_function_scoped(fixturedef) else None
+    make = _coroutine_fixture if kind == "coroutine" else _asyncgen_fixture
+    _compat.set_fixture_function(fixturedef, make(bound, fixturedef.argname, item, owner, request))
     try:
         return (yield)
     finally:
         _compat.set_fixture_function(fixturedef, func)
-
-
-def _fixture_context(request: pytest.FixtureRequest, scope: str) -> contextvars.Context:
-    """A copy of the current context; function-scoped work belongs to the test."""
-    return _owned_copy(_compat.requesting_item(request) if scope == "function" else None)
 
 
 def _owned_copy(owner: pytest.Item | None) -> contextvars.Context:
@@ -173,35 +175,32 @@ def _owned_copy(owner: pytest.Item | None) -> contextvars.Context:
     return context
 
 
-def _timeout(request: pytest.FixtureRequest) -> float | None:
-    return _compat.requesting_item(request).stash.get(ITEM_TIMEOUT, None)
-
-
-def _check_not_running(name: str) -> None:
-    if asyncio._get_running_loop() is not None:  # noqa: SLF001 - public in asyncio.events.__all__
-        pytest.fail(
-            f"async fixture {name!r} was requested with request.getfixturevalue() "
-            "while the event loop is running (inside an async test or fixture). "
-            f"Request {name!r} as an argument of the test or fixture instead.",
-            pytrace=False,
-        )
+def _fail_running(name: str) -> NoReturn:
+    pytest.fail(
+        f"async fixture {name!r} was requested with request.getfixturevalue() "
+        "while the event loop is running (inside an async test or fixture). "
+        f"Request {name!r} as an argument of the test or fixture instead.",
+        pytrace=False,
+    )
 
 
 def _coroutine_fixture(
     bound: Callable[..., Any],
-    fixturedef: pytest.FixtureDef[Any],
+    name: str,
+    item: pytest.Item,
+    owner: pytest.Item | None,
     request: pytest.FixtureRequest,
 ) -> Callable[..., Any]:
-    name = fixturedef.argname
-
     def call_coroutine_fixture(**kwargs: Any) -> Any:
         __tracebackhide__ = True
-        _check_not_running(name)
-        context = _fixture_context(request, fixturedef.scope)
-        result = get_runner(request.config).run(
+        if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
+            _fail_running(name)
+        context = _owned_copy(owner)
+        runner = get_runner(item.config)
+        result = runner.run(
             bound(**kwargs),
             context,
-            timeout=_timeout(request),
+            timeout=runner.item_timeout,
             label=f"setup of async fixture {name!r}",
         )
         tokens = _copy_back(context)
@@ -214,21 +213,19 @@ def _coroutine_fixture(
 
 def _asyncgen_fixture(
     bound: Callable[..., Any],
-    fixturedef: pytest.FixtureDef[Any],
-    request: pytest.FixtureRequest,
+    name: str,
+    item: pytest.Item,
+    owner: pytest.Item | None,
+    request: pytest.FixtureRequest,  # noqa: ARG001 - the same signature as _coroutine_fixture
 ) -> Callable[..., Generator[Any, None, None]]:
-    name = fixturedef.argname
-
     def drive_asyncgen_fixture(**kwargs: Any) -> Generator[Any, None, None]:
         __tracebackhide__ = True
-        _check_not_running(name)
-        runner = get_runner(request.config)
+        if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
+            _fail_running(name)
+        runner = get_runner(item.config)
         try:
-            fixture = runner.start_asyncgen(
-                bound(**kwargs),
-                _fixture_context(request, fixturedef.scope),
-                name,
-                timeout=_timeout(request),
+            fixture = AsyncGenFixture(
+                runner, bound(**kwargs), _owned_copy(owner), name, runner.item_timeout
             )
         except AsyncFixtureError as exc:
             _fail_with_location(exc, bound)
@@ -239,7 +236,8 @@ def _asyncgen_fixture(
         except AsyncFixtureError as exc:
             _fail_with_location(exc, bound)
         finally:
-            _undo(tokens)
+            if tokens:
+                _undo(tokens)
 
     return drive_asyncgen_fixture
 

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Coroutine
     from types import FrameType
 
+    #: What a wait's description is made of: a string, or a function making it
+    #: (called only when a failure message needs it: a test's node ID costs a
+    #: property call or two to spell).
+    Label = str | Callable[[], str]
+
 T = TypeVar("T")
 
 #: The test on whose behalf the current code runs, as seen by tasks it
@@ -140,14 +145,17 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bo
 
 
 class _Wait:
-    """What happened to the task being waited for: one record per wait."""
+    """What happened to the task being waited for: one record per wait.
+
+    No `__init__`: `SessionRunner._wait` sets the three fields itself, which
+    saves a Python call on every wait.
+    """
 
     __slots__ = ("expired_at", "interrupted", "task")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.expired_at: str | None = None
-        self.interrupted = False
+    task: asyncio.Task[Any]
+    expired_at: str | None
+    interrupted: bool
 
 
 class SessionRunner:
@@ -160,6 +168,9 @@ class SessionRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._current: _Wait | None = None
         self._old_sigint: Any = None
+        #: The time limit of the test being run, in seconds (None: none). Set by
+        #: `_tasks` as each test's setup begins, read by `_hooks`: one test runs at a time.
+        self.item_timeout: float | None = None
         #: Called with each new loop, e.g. to install a task factory.
         self.on_new_loop: list[Callable[[asyncio.AbstractEventLoop], None]] = []
 
@@ -224,25 +235,26 @@ class SessionRunner:
         context: contextvars.Context,
         *,
         timeout: float | None = None,
-        label: str = "",
+        label: Label = "",
     ) -> T:
         """Run `coro` to completion as a task in `context`; return its result."""
         __tracebackhide__ = True
-        task = _new_task(self.loop, coro, context)
-        return self.wait(task, task, timeout=timeout, label=label)
+        loop = self.loop
+        task = _new_task(loop, coro, context)
+        return self._wait(loop, task, task, timeout, label)
 
-    def wait(
+    def _wait(
         self,
+        loop: asyncio.AbstractEventLoop,
         until: asyncio.Future[T],
         task: asyncio.Task[Any],
-        *,
-        timeout: float | None = None,
-        label: str = "",
+        timeout: float | None,
+        label: Label,
     ) -> T:
-        """Run the loop until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
+        """Run `loop` until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
         __tracebackhide__ = _hide_unless_own_failure
-        loop = self.loop
-        state = self._current = _Wait(task)
+        state = self._current = _Wait()
+        state.task, state.expired_at, state.interrupted = task, None, False
         timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
         try:
             result = run_until_done(loop, until)
@@ -251,7 +263,7 @@ class SessionRunner:
                 raise KeyboardInterrupt from None
             if state.expired_at is not None:
                 raise pytest.fail.Exception(
-                    f"{label} timed out after {timeout:g}s and was cancelled; "
+                    f"{_spell(label)} timed out after {timeout:g}s and was cancelled; "
                     f"it was waiting at:\n{state.expired_at}",
                     pytrace=False,
                 ) from None
@@ -261,7 +273,7 @@ class SessionRunner:
                 raise
             self._abandon(task)
             raise pytest.fail.Exception(
-                f"{label} stopped the session event loop (loop.stop()) before it "
+                f"{_spell(label)} stopped the session event loop (loop.stop()) before it "
                 "finished; it was cancelled. Let the test return instead of "
                 "stopping the loop.",
                 pytrace=False,
@@ -333,7 +345,7 @@ class AsyncGenFixture(Generic[T]):
         ready: asyncio.Future[T] = loop.create_future()
         self._task = _new_task(loop, self._drive(ready), context)
         label = f"setup of async fixture {name!r}"
-        self.value: T = runner.wait(ready, self._task, timeout=timeout, label=label)
+        self.value: T = runner._wait(loop, ready, self._task, timeout, label)  # noqa: SLF001
 
     async def _drive(self, ready: asyncio.Future[T]) -> None:
         agen = self._agen
@@ -365,7 +377,8 @@ class AsyncGenFixture(Generic[T]):
     def finish(self) -> None:
         """Resume the generator after its `yield` and run its teardown."""
         __tracebackhide__ = True
-        if self._loop.is_closed():
+        loop = self._loop
+        if loop.is_closed():
             pytest.fail(
                 f"teardown of async fixture {self._name!r} could not run: its event "
                 "loop was closed by the code under test",
@@ -374,15 +387,40 @@ class AsyncGenFixture(Generic[T]):
         if not self._resume.done():
             self._resume.set_result(None)
         label = f"teardown of async fixture {self._name!r}"
-        self._runner.wait(self._task, self._task, label=label)
+        self._runner._wait(loop, self._task, self._task, None, label)  # noqa: SLF001
+
+
+def _spell(label: Label) -> str:
+    return label if isinstance(label, str) else label()
+
+
+class LastConfig(Generic[T]):
+    """`config.stash[key]`, kept for the config asked about last.
+
+    Asked for several times per test: `Stash.__getitem__` costs two Python
+    calls, this one. A pytest process usually has one config; pytester's
+    in-process runs add more, and switching between them looks the value
+    up again.
+    """
+
+    __slots__ = ("_config", "_key", "_value")
+
+    def __init__(self, key: pytest.StashKey[T]) -> None:
+        """Nothing is kept until the first call."""
+        self._key = key
+        self._config: pytest.Config | None = None
+        self._value: T | None = None
+
+    def __call__(self, config: pytest.Config) -> T:
+        """`config.stash[key]`."""
+        value = self._value
+        if config is not self._config or value is None:
+            value = config.stash[self._key]
+            self._config, self._value = config, value
+        return value
 
 
 STASH_KEY = pytest.StashKey[SessionRunner]()
-#: Per-test limit in seconds for async work, None for none (set by `_tasks`,
-#: read by `_hooks`).
-ITEM_TIMEOUT = pytest.StashKey[float | None]()
 
-
-def get_runner(config: pytest.Config) -> SessionRunner:
-    """The session runner of this pytest process."""
-    return config.stash[STASH_KEY]
+#: The session runner of a config (`config.stash[STASH_KEY]`).
+get_runner = LastConfig(STASH_KEY)

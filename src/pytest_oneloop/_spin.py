@@ -11,7 +11,7 @@ costs over a sync one.
 checks the future after each turn instead of waiting for a callback (and
 takes the one more turn only when callbacks are waiting for it). And when
 a poll could not find anything (no timers, no signal handlers, no file
-descriptor watched but the loop's own wake-up pipe: `_quiet`), a turn runs
+descriptor watched but the loop's own wake-up pipe), a turn runs
 the queued callbacks without polling, as the turn would have run them. It
 is used for asyncio's selector loops (and subclasses that keep
 `run_forever`) when debug mode is off; any other loop, uvloop for example, and a loop in debug
@@ -45,6 +45,7 @@ _PRIVATE = (
     "_check_closed",
     "_check_running",
     "_closed",
+    "_debug",
     "_scheduled",
     "_selector",
     "_stopping",
@@ -62,7 +63,8 @@ def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -
     drive = _DRIVERS.get(type(loop), _MISSING)
     if drive is _MISSING:
         drive = _driver(loop)
-    if drive is None or loop.get_debug():
+    # `_debug` is what `get_debug()` returns; every loop `_driver` accepts has it.
+    if drive is None or loop._debug:  # type: ignore[attr-defined]  # noqa: SLF001
         return loop.run_until_complete(future)
     drive(loop, future)
     if not future.done():
@@ -120,46 +122,41 @@ def _drive_311(loop: Any, future: asyncio.Future[Any]) -> None:
 
 
 def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
+    """Turn the loop until `future` is done, then once more if callbacks are queued.
+
+    `run_until_complete` stops one turn later, in the callback it added: what
+    the last turn scheduled (a task's first step, a done callback) runs
+    before the loop stops, and so it does here.
+
+    A turn skips its poll when the poll could find nothing to do: no timers,
+    no file descriptor watched but the loop's own wake-up pipe, which a
+    selector loop registers when it is made, and no signal handlers
+    (`add_signal_handler`). Polling then only drains that pipe, which
+    `call_soon_threadsafe` writes after queueing its callback, so the queued
+    callbacks run as a full turn would run them, in the same order. When
+    nothing is queued the turn is a full one, which waits.
+    """
     ready = loop._ready  # noqa: SLF001
     run_once = loop._run_once  # noqa: SLF001
     watched = loop._selector._fd_to_key  # noqa: SLF001 - file descriptor -> key, a dict
-    while not future.done():
-        if ready and _quiet(loop, watched):
-            _run_ready(ready)
+    done = future.done
+    last = False
+    while not last:
+        last = done()
+        if last and not ready:
+            return
+        if (
+            ready
+            and not loop._scheduled  # noqa: SLF001
+            and len(watched) <= 1
+            and not getattr(loop, "_signal_handlers", None)
+        ):
+            # The callbacks queued now, as a turn of `_run_once` runs them (debug off).
+            for _ in range(len(ready)):
+                handle = ready.popleft()
+                if not handle._cancelled:  # noqa: SLF001
+                    handle._run()  # noqa: SLF001
         else:
             run_once()
         if loop._stopping:  # noqa: SLF001
             return
-    # `run_until_complete` stops one turn later, in the callback it added:
-    # what the last turn scheduled (a task's first step, a done callback)
-    # runs before the loop stops, and so it does here.
-    if ready:
-        if _quiet(loop, watched):
-            _run_ready(ready)
-        else:
-            run_once()
-
-
-def _quiet(loop: Any, watched: dict[int, Any]) -> bool:
-    """Whether a turn's poll could find nothing to do: a turn may then skip it.
-
-    That is: no timers, no file descriptor watched but the loop's own
-    wake-up pipe, which a selector loop registers when it is made, and no
-    signal handlers (`add_signal_handler`). Polling then only drains that
-    pipe, which `call_soon_threadsafe` writes after queueing its callback,
-    so the queued callbacks run as a full turn would run them, in the same
-    order. When nothing is queued the turn is a full one, which waits.
-    """
-    return (
-        not loop._scheduled  # noqa: SLF001
-        and len(watched) <= 1
-        and not getattr(loop, "_signal_handlers", None)
-    )
-
-
-def _run_ready(ready: Any) -> None:
-    """Run the callbacks queued now, as a turn of `_run_once` runs them (debug off)."""
-    for _ in range(len(ready)):
-        handle = ready.popleft()
-        if not handle._cancelled:  # noqa: SLF001
-            handle._run()  # noqa: SLF001

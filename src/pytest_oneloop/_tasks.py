@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_oneloop._markers import marker_names
-from pytest_oneloop._runner import ITEM_TIMEOUT, OWNER, get_runner, recording_only
+from pytest_oneloop._runner import OWNER, LastConfig, get_runner, recording_only
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Generator
+    from collections.abc import Coroutine, Generator, Mapping
+
+    from pytest_oneloop._runner import SessionRunner
 
 LEAK_MODES = ("warn", "error", "ignore")
 TIMEOUT_MARKER = "async_timeout"
@@ -82,18 +84,20 @@ def pytest_configure(config: pytest.Config) -> None:
     default = _seconds(config.getoption("oneloop_timeout"), "--async-timeout")
     if default is None:
         default = _seconds(config.getini("oneloop_timeout"), "oneloop_timeout")
-    watch = TaskWatch(mode, default)
+    runner = get_runner(config)
+    watch = TaskWatch(mode, default, runner)
     config.stash[WATCH_KEY] = watch
-    get_runner(config).on_new_loop.append(watch.install)
+    runner.on_new_loop.append(watch.install)
 
 
 class TaskWatch:
     """Per-session record of who owns which task and what went wrong in callbacks."""
 
-    def __init__(self, mode: str, default_timeout: float | None) -> None:
+    def __init__(self, mode: str, default_timeout: float | None, runner: SessionRunner) -> None:
         """Nothing is watched until the runner makes a loop."""
         self.mode = mode
         self.default_timeout = default_timeout
+        self.runner = runner
         #: Each test's tasks, held weakly: a task nobody holds may still be collected.
         self.owned: dict[pytest.Item, list[weakref.ref[asyncio.Task[Any]]]] = {}
         self.current: pytest.Item | None = None
@@ -170,7 +174,7 @@ def _unretrieved(task: asyncio.Task[Any]) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Start attributing loop errors to `item` and fix its time limit."""
-    watch = item.config.stash[WATCH_KEY]
+    watch = get_watch(item.config)
     watch.current = item
     watch.errors.clear()
     marker = (
@@ -184,13 +188,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(str(exc).removeprefix("oneloop: "), pytrace=False)
     else:
         timeout = watch.default_timeout
-    item.stash[ITEM_TIMEOUT] = timeout  # None too: a hit is cheaper than a miss
+    watch.runner.item_timeout = timeout
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """After the fixtures' teardown: closed loop, leaked tasks, loop errors."""
-    watch = item.config.stash[WATCH_KEY]
+    watch = get_watch(item.config)
     try:
         yield
     finally:
@@ -202,7 +206,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 
 def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
     """Report what `item` left behind; return the messages that are errors."""
-    loop = get_runner(item.config).made_loop
+    loop = watch.runner.made_loop
     if loop is None:
         return []
     if loop.is_closed():
@@ -213,7 +217,9 @@ def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
                 "fixtures no longer work. Close only loops you created."
             )
         ]
-    _abort_stale_transports(loop)
+    transports = getattr(loop, "_transports", None)
+    if transports:
+        _abort_stale_transports(transports)
     errors: list[str] = []
     leaked = watch.leaked(item) if watch.owned else []
     if leaked:
@@ -229,7 +235,7 @@ def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
     return errors
 
 
-def _abort_stale_transports(loop: asyncio.AbstractEventLoop) -> None:
+def _abort_stale_transports(transports: Mapping[int, asyncio.Transport]) -> None:
     """Abort transports whose socket the test closed behind asyncio's back.
 
     A loop per test would have been closed with them; the session loop would
@@ -238,9 +244,6 @@ def _abort_stale_transports(loop: asyncio.AbstractEventLoop) -> None:
     Selector loops keep their transports in `_transports`; other loops
     (uvloop) manage descriptors themselves.
     """
-    transports = getattr(loop, "_transports", None)
-    if not transports:
-        return
     for transport in list(transports.values()):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.fileno() == -1 and not transport.is_closing():
@@ -301,3 +304,5 @@ def _describe_error(item: pytest.Item, context: dict[str, Any]) -> str:
 
 
 WATCH_KEY = pytest.StashKey[TaskWatch]()
+#: The session's TaskWatch (`config.stash[WATCH_KEY]`).
+get_watch = LastConfig(WATCH_KEY)
