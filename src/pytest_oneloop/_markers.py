@@ -19,10 +19,19 @@ _INHERITED = pytest.StashKey[frozenset[str]]()
 _NONE: frozenset[str] = frozenset()
 
 
+#: The parent `marker_names` saw last, and its names: the tests of a module
+#: or class run one after the other, and a stash lookup costs two Python calls.
+_last: tuple[Any, frozenset[str]] = (None, _NONE)
+
+
 def marker_names(item: pytest.Item) -> frozenset[str]:
     """The names of the markers on `item` and on every node above it."""
+    global _last  # noqa: PLW0603
     parent = item.parent
-    names = _NONE if parent is None else _inherited(parent)
+    last, names = _last
+    if parent is not last:
+        names = _NONE if parent is None else _inherited(parent)
+        _last = (parent, names)
     own = item.own_markers
     return names.union(marker.name for marker in own) if own else names
 

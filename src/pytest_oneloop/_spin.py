@@ -29,10 +29,7 @@ import asyncio
 import sys
 import threading
 from asyncio import events
-from typing import TYPE_CHECKING, Any, TypeVar
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -53,27 +50,58 @@ _PRIVATE = (
 )
 
 
-#: Loop types seen so far, and how `run_until_done` drives them (None: it does not).
-_DRIVERS: dict[type, Callable[[Any, asyncio.Future[Any]], None] | None] = {}
+#: Loop types seen so far, and how `run_until_done` drives them: `_SETUP`
+#: (Python 3.13+: `run_forever`'s own set-up and clean-up), `_INLINE`
+#: (3.11, 3.12: what `run_forever` does, done here), or None: it does not.
+_DRIVERS: dict[type, str | None] = {}
+_SETUP = "setup"
+_INLINE = "inline"
 
 
 def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> T:
-    """Run `loop` until `future` is done and return its result, like `run_until_complete`."""
+    """Run `loop` until `future` is done and return its result, like `run_until_complete`.
+
+    One function, without helpers: it runs three times per test.
+    """
     __tracebackhide__ = True
-    drive = _DRIVERS.get(type(loop), _MISSING)
-    if drive is _MISSING:
-        drive = _driver(loop)
+    how = _DRIVERS.get(type(loop), _MISSING)
+    if how is _MISSING:
+        how = _driver(loop)
     # `_debug` is what `get_debug()` returns; every loop `_driver` accepts has it.
-    if drive is None or loop._debug:  # type: ignore[attr-defined]  # noqa: SLF001
+    if how is None or loop._debug:  # type: ignore[attr-defined]  # noqa: SLF001
         return loop.run_until_complete(future)
-    drive(loop, future)
+    lp: Any = loop  # the private attributes below are checked by `_driver`
+    if how is _SETUP:
+        lp._run_forever_setup()  # noqa: SLF001
+    else:
+        if lp._closed or lp._thread_id is not None or events._get_running_loop() is not None:  # noqa: SLF001
+            lp._check_closed()  # noqa: SLF001 - raise asyncio's own errors
+            lp._check_running()  # noqa: SLF001
+        old_hooks = sys.get_asyncgen_hooks()
+    try:
+        if how is not _SETUP:
+            lp._thread_id = threading.get_ident()  # noqa: SLF001
+            sys.set_asyncgen_hooks(
+                firstiter=lp._asyncgen_firstiter_hook,  # noqa: SLF001
+                finalizer=lp._asyncgen_finalizer_hook,  # noqa: SLF001
+            )
+            events._set_running_loop(loop)  # noqa: SLF001
+        _turn_until(lp, future)
+    finally:
+        if how is _SETUP:
+            lp._run_forever_cleanup()  # noqa: SLF001
+        else:
+            lp._stopping = False  # noqa: SLF001
+            lp._thread_id = None  # noqa: SLF001
+            events._set_running_loop(None)  # noqa: SLF001
+            sys.set_asyncgen_hooks(*old_hooks)
     if not future.done():
         msg = "Event loop stopped before Future completed."
         raise RuntimeError(msg)
     return future.result()
 
 
-def _driver(loop: asyncio.AbstractEventLoop) -> Callable[[Any, asyncio.Future[Any]], None] | None:
+def _driver(loop: asyncio.AbstractEventLoop) -> str | None:
     """How to drive loops of this type, remembered: types that keep asyncio's `run_forever`."""
     cls = type(loop)
     spins = (
@@ -83,42 +111,12 @@ def _driver(loop: asyncio.AbstractEventLoop) -> Callable[[Any, asyncio.Future[An
         and all(hasattr(loop, name) for name in _PRIVATE)
         and isinstance(getattr(getattr(loop, "_selector", None), "_fd_to_key", None), dict)
     )
-    drive: Callable[[Any, asyncio.Future[Any]], None] | None = None
+    how = None
     if spins:
         with_setup = hasattr(loop, "_run_forever_setup") and hasattr(loop, "_run_forever_cleanup")
-        drive = _drive_with_setup if with_setup else _drive_311
-    _DRIVERS[cls] = drive
-    return drive
-
-
-def _drive_with_setup(loop: Any, future: asyncio.Future[Any]) -> None:
-    """Python 3.13+: `run_forever`'s own set-up and clean-up around the turns."""
-    loop._run_forever_setup()  # noqa: SLF001
-    try:
-        _turn_until(loop, future)
-    finally:
-        loop._run_forever_cleanup()  # noqa: SLF001
-
-
-def _drive_311(loop: Any, future: asyncio.Future[Any]) -> None:
-    """Python 3.11 and 3.12: what `run_forever` does around the turns, with debug off."""
-    if loop._closed or loop._thread_id is not None or events._get_running_loop() is not None:  # noqa: SLF001
-        loop._check_closed()  # noqa: SLF001 - raise asyncio's own errors
-        loop._check_running()  # noqa: SLF001
-    old_hooks = sys.get_asyncgen_hooks()
-    try:
-        loop._thread_id = threading.get_ident()  # noqa: SLF001
-        sys.set_asyncgen_hooks(
-            firstiter=loop._asyncgen_firstiter_hook,  # noqa: SLF001
-            finalizer=loop._asyncgen_finalizer_hook,  # noqa: SLF001
-        )
-        events._set_running_loop(loop)  # noqa: SLF001
-        _turn_until(loop, future)
-    finally:
-        loop._stopping = False  # noqa: SLF001
-        loop._thread_id = None  # noqa: SLF001
-        events._set_running_loop(None)  # noqa: SLF001
-        sys.set_asyncgen_hooks(*old_hooks)
+        how = _SETUP if with_setup else _INLINE
+    _DRIVERS[cls] = how
+    return how
 
 
 def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
