@@ -493,6 +493,60 @@ def test_failing_async_setup_is_an_error_and_the_next_test_still_runs(
     result.stdout.fnmatch_lines(["*LookupError: setup boom*", "*KeyError: 'gen setup boom'*"])
 
 
+def test_a_fixture_another_plugin_set_up_is_set_up_afresh_next_time(
+    pytester: pytest.Pytester,
+) -> None:
+    """A set-up that never calls the plugin's stand-in leaves nothing stale.
+
+    Here a conftest's `pytest_fixture_setup` provides `spawner` itself for
+    the first test, after the plugin put its stand-in in place. The next
+    test's `spawner` must still belong to that next test (its leaked task is
+    reported against it), and a hook reading `fixturedef.func` sees the
+    fixture's own function through `__wrapped__`.
+    """
+    pytester.makeconftest(
+        """
+        import inspect
+
+        seen = []
+
+        def pytest_fixture_setup(fixturedef, request):
+            if fixturedef.argname != "spawner":
+                return None
+            if request.node.name == "test_first":
+                value = "from a plugin"
+                fixturedef.cached_result = (value, fixturedef.cache_key(request), None)
+                return value
+            seen.append(inspect.unwrap(fixturedef.func).__name__)
+            return None
+        """
+    )
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from conftest import seen
+
+        @pytest.fixture
+        async def spawner():
+            asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+            return "ok"
+
+        async def test_first(spawner):
+            assert spawner == "from a plugin"
+
+        async def test_second(spawner):
+            assert spawner == "ok"
+
+        def test_hooks_saw_the_fixture_function():
+            assert seen == ["spawner"]
+        """
+    )
+    result = pytester.runpytest("-W", "error::pytest_oneloop.LeakedTaskWarning")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*test_second left 1 task(s) pending after its teardown*"])
+
+
 def test_tracebacks_point_at_user_code_not_at_the_plugin(pytester: pytest.Pytester) -> None:
     """Failures in async tests and fixtures show the user's lines, not the runner's."""
     pytester.makepyfile(

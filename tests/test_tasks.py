@@ -189,6 +189,52 @@ def test_a_task_factory_of_the_user_makes_every_task_and_leaks_are_still_found(
     assert "test_marked left" not in result.stdout.str()
 
 
+def test_a_test_whose_fixture_teardown_failed_is_still_checked_for_leaks(
+    pytester: pytest.Pytester,
+) -> None:
+    """The leak check runs after pytest's teardown; when that raised, it catches up.
+
+    The task `test_first` leaked is cancelled before `test_second` runs and
+    reported as a warning against `test_first` (its teardown already
+    failed), in error mode too; the same holds for the last test, at the
+    end of the session.
+    """
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        leaked = []
+
+        @pytest.fixture
+        def breaks_on_teardown():
+            yield
+            raise LookupError("teardown boom")
+
+        async def test_first(breaks_on_teardown):
+            leaked.append(asyncio.create_task(asyncio.Event().wait()))
+
+        async def test_second():
+            assert leaked[0].cancelled()
+
+        async def test_last(breaks_on_teardown):
+            # Held, as above: a pending task nobody holds may be collected
+            # before the end of the session ("Task was destroyed but it is pending").
+            leaked.append(asyncio.create_task(asyncio.Event().wait()))
+        """
+    )
+    pytester.makeini("[pytest]\noneloop_leaked_tasks = error\n")
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*LookupError: teardown boom*",
+            "*test_first left 1 task(s) pending after its teardown; they were cancelled*",
+            "*test_last left 1 task(s) pending after its teardown; they were cancelled*",
+        ]
+    )
+
+
 def test_invalid_leaked_tasks_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     """A misspelt mode stops the run and lists the valid ones."""
     pytester.makepyfile(LEAKY)

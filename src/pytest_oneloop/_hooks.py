@@ -144,27 +144,38 @@ def _hypothesis_on_loop(item: pytest.Function) -> None:
     hypothesis.inner_test = run_example  # type: ignore[union-attr]
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-) -> Generator[None, Any, Any]:
-    """Swap an async fixture's function for a sync one that drives it on the loop."""
+) -> None:
+    """Put a sync stand-in in place of an async fixture's function, for pytest to call.
+
+    pytest's own implementation of this hook runs next and calls the
+    stand-in, which first puts the fixture's function back, then drives it
+    on the loop. A set-up that fails before the call (a fixture it depends
+    on failed) leaves the stand-in in place: the next set-up recognises it
+    by its code and starts from the function it replaced, and pytest's
+    error messages see that function through `__wrapped__`. Not a hook
+    wrapper: pluggy spends a generator and a StopIteration on a wrapper at
+    every fixture set-up, sync fixtures included.
+    """
     func = fixturedef.func
+    if type(func) is FunctionType and func.__code__ in _STANDIN_CODES:
+        func = func.__wrapped__  # type: ignore[attr-defined]
+        _compat.set_fixture_function(fixturedef, func)
     kind = async_kind(func)
     if kind is None:
-        return (yield)
+        return
     item = _compat.requesting_item(request)
     if is_foreign(item):
-        return (yield)
+        return
     bound = _compat.resolve_fixture_function(fixturedef, request)
     # Function-scoped work belongs to the test; wider scopes belong to nobody.
     owner = item if _compat.is_function_scoped(fixturedef) else None
     make = _coroutine_fixture if kind == "coroutine" else _asyncgen_fixture
-    _compat.set_fixture_function(fixturedef, make(bound, fixturedef.argname, item, owner, request))
-    try:
-        return (yield)
-    finally:
-        _compat.set_fixture_function(fixturedef, func)
+    standin = make(fixturedef, func, bound, owner, request)
+    standin.__wrapped__ = func  # type: ignore[union-attr]
+    _compat.set_fixture_function(fixturedef, standin)
 
 
 def _owned_copy(owner: pytest.Item | None) -> contextvars.Context:
@@ -185,18 +196,20 @@ def _fail_running(name: str) -> NoReturn:
 
 
 def _coroutine_fixture(
+    fixturedef: pytest.FixtureDef[Any],
+    func: Callable[..., Any],
     bound: Callable[..., Any],
-    name: str,
-    item: pytest.Item,
     owner: pytest.Item | None,
     request: pytest.FixtureRequest,
 ) -> Callable[..., Any]:
     def call_coroutine_fixture(**kwargs: Any) -> Any:
         __tracebackhide__ = True
+        _compat.set_fixture_function(fixturedef, func)  # the fixture's own function again
+        name = fixturedef.argname
         if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
             _fail_running(name)
         context = _owned_copy(owner)
-        runner = get_runner(item.config)
+        runner = get_runner(_compat.requesting_item(request).config)
         result = runner.run(
             bound(**kwargs),
             context,
@@ -212,17 +225,19 @@ def _coroutine_fixture(
 
 
 def _asyncgen_fixture(
+    fixturedef: pytest.FixtureDef[Any],
+    func: Callable[..., Any],
     bound: Callable[..., Any],
-    name: str,
-    item: pytest.Item,
     owner: pytest.Item | None,
-    request: pytest.FixtureRequest,  # noqa: ARG001 - the same signature as _coroutine_fixture
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Generator[Any, None, None]]:
     def drive_asyncgen_fixture(**kwargs: Any) -> Generator[Any, None, None]:
         __tracebackhide__ = True
+        _compat.set_fixture_function(fixturedef, func)  # the fixture's own function again
+        name = fixturedef.argname
         if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
             _fail_running(name)
-        runner = get_runner(item.config)
+        runner = get_runner(_compat.requesting_item(request).config)
         try:
             fixture = AsyncGenFixture(
                 runner, bound(**kwargs), _owned_copy(owner), name, runner.item_timeout
@@ -240,6 +255,14 @@ def _asyncgen_fixture(
                 _undo(tokens)
 
     return drive_asyncgen_fixture
+
+
+#: The code of the two stand-ins, by which one left in place is recognised.
+_NOTHING: Any = None
+_STANDIN_CODES = tuple(
+    make(_NOTHING, _NOTHING, _NOTHING, _NOTHING, _NOTHING).__code__
+    for make in (_coroutine_fixture, _asyncgen_fixture)
+)
 
 
 def _fail_with_location(exc: AsyncFixtureError, func: Callable[..., Any]) -> NoReturn:

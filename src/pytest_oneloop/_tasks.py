@@ -23,7 +23,7 @@ from pytest_oneloop._runner import OWNER, LastConfig, get_runner, recording_only
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Generator, Mapping
+    from collections.abc import Coroutine, Mapping
 
     from pytest_oneloop._runner import SessionRunner
 
@@ -175,6 +175,8 @@ def _unretrieved(task: asyncio.Task[Any]) -> bool:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Start attributing loop errors to `item` and fix its time limit."""
     watch = get_watch(item.config)
+    if watch.current is not None:  # the last test's teardown failed before its check
+        _catch_up(watch)
     watch.current = item
     watch.errors.clear()
     marker = (
@@ -191,20 +193,46 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     watch.runner.item_timeout = timeout
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """After the fixtures' teardown: closed loop, leaked tasks, loop errors."""
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After the fixtures' teardown (pytest's own implementation runs first): check.
+
+    Not a hook wrapper, which costs pluggy a generator and a StopIteration
+    per test. When a fixture's teardown raised, pytest's implementation
+    raised too and this one did not run; `watch.current` still names the
+    test, and the next test's set-up or the end of the session checks it
+    (`_catch_up`).
+    """
     watch = get_watch(item.config)
     try:
-        yield
-    finally:
         problems = _check(item, watch)
+    finally:
         watch.current = None
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
 
-def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Check the last test if its teardown failed (before the runner closes the loop)."""
+    watch = session.config.stash.get(WATCH_KEY, None)
+    if watch is not None and watch.current is not None:
+        _catch_up(watch)
+
+
+def _catch_up(watch: TaskWatch) -> None:
+    """Check a test whose teardown failed: its report is made, so problems are warnings."""
+    item = watch.current
+    if item is None:
+        return
+    try:
+        problems = _check(item, watch, can_fail=False)
+    finally:
+        watch.current = None
+    for message in problems:
+        _warn_at(item, LoopExceptionWarning(message))
+
+
+def _check(item: pytest.Item, watch: TaskWatch, *, can_fail: bool = True) -> list[str]:
     """Report what `item` left behind; return the messages that are errors."""
     loop = watch.runner.made_loop
     if loop is None:
@@ -224,7 +252,7 @@ def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
     leaked = watch.leaked(item) if watch.owned else []
     if leaked:
         message = _cancel_and_describe(loop, item, leaked)
-        if watch.mode == "error":
+        if watch.mode == "error" and can_fail:
             errors.append(message)
         else:
             _warn_at(item, LeakedTaskWarning(message))
