@@ -56,6 +56,8 @@ def _inspect_kind(func: object) -> _Kind:
             return "coroutine"
         if flags & inspect.CO_ASYNC_GENERATOR:
             return "asyncgen"
+        if not hasattr(func, "_is_coroutine_marker"):  # inspect.markcoroutinefunction, 3.12+
+            return None
     if inspect.iscoroutinefunction(func):
         return "coroutine"
     if inspect.isasyncgenfunction(func):
