@@ -154,12 +154,13 @@ def pytest_fixture_setup(
 
     pytest's own implementation of this hook runs next and calls the
     stand-in, which first puts the fixture's function back, then drives it
-    on the loop. A set-up that fails before the call (a fixture it depends
-    on failed) leaves the stand-in in place: the next set-up recognises it
-    by its code and starts from the function it replaced, and pytest's
-    error messages see that function through `__wrapped__`. Not a hook
-    wrapper: pluggy spends a generator and a StopIteration on a wrapper at
-    every fixture set-up, sync fixtures included.
+    on the loop. If the stand-in is never called (another plugin's
+    implementation of the hook provided the value, or raised), it stays in
+    place: the next set-up recognises it by its code and starts from the
+    function it replaced, and whoever reads `fixturedef.func` meanwhile
+    sees that function through `__wrapped__`. Not a hook wrapper: pluggy
+    spends a generator and a StopIteration on a wrapper at every fixture
+    set-up, sync fixtures included.
     """
     func = fixturedef.func
     if type(func) is FunctionType and func.__code__ in _STANDIN_CODES:
