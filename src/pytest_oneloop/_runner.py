@@ -12,7 +12,7 @@ setup and its teardown run in the same task: a `TaskGroup`, `timeout()` or
 anyio cancel scope held across the `yield` behaves as it would in plain
 asyncio code.
 
-Every wait on the loop goes through `SessionRunner.wait`, which gives the
+Every wait on the loop goes through `SessionRunner._wait`, which gives the
 same treatment to a timeout, a Ctrl-C and a loop stopped by user code.
 """
 
