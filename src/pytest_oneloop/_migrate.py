@@ -113,7 +113,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def pytest_configure(config: pytest.Config) -> None:
     """Honour `asyncio_debug = true` (the runner exists: plugin.py made it first)."""
     runner = get_runner(config)
-    if config.getini("asyncio_debug") and not runner.settings.debug and not runner.started:
+    if config.getini("asyncio_debug") and not runner.settings.debug and runner.made_loop is None:
         runner.settings = runner.settings._replace(debug=True)
 
 
@@ -231,7 +231,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "in separate pytest sessions, or make the hook return the same factory."
         )
     ((name, factory, nodeids),) = uses
-    if runner.started:
+    if runner.made_loop is not None:
         raise pytest.UsageError(
             f"oneloop: {_HOOK} names the loop factory {name!r} for {_list_items(nodeids)}, "
             "but the session loop was already created before collection finished."

@@ -190,11 +190,6 @@ class SessionRunner:
         return loop
 
     @property
-    def started(self) -> bool:
-        """Whether the loop has been created."""
-        return self._loop is not None
-
-    @property
     def made_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop made last, even if user code has closed it; None before the first."""
         return self._loop
