@@ -291,18 +291,6 @@ class SessionRunner:
             task.cancel()
             self.loop.run_until_complete(asyncio.wait({task}))
 
-    def start_asyncgen(
-        self,
-        agen: AsyncGenerator[T, None],
-        context: contextvars.Context,
-        name: str,
-        *,
-        timeout: float | None = None,
-    ) -> AsyncGenFixture[T]:
-        """Run an async generator fixture to its `yield` in a task of its own."""
-        __tracebackhide__ = True
-        return AsyncGenFixture(self, agen, context, name, timeout)
-
     def close(self) -> None:
         """Cancel what is left, shut down async generators and close the loop."""
         runner, self._runner, self._loop = self._runner, None, None
