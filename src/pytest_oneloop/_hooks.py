@@ -25,6 +25,8 @@ from pytest_oneloop._runner import OWNER, AsyncFixtureError, AsyncGenFixture, ge
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
+    from pytest_oneloop._runner import SessionRunner
+
 _MISSING = object()
 _FOREIGN_MARKERS = frozenset(("anyio", "trio"))
 
@@ -189,13 +191,24 @@ def _owned_copy(owner: pytest.Item | None) -> contextvars.Context:
     return context
 
 
-def _fail_running(name: str) -> NoReturn:
-    pytest.fail(
-        f"async fixture {name!r} was requested with request.getfixturevalue() "
-        "while the event loop is running (inside an async test or fixture). "
-        f"Request {name!r} as an argument of the test or fixture instead.",
-        pytrace=False,
-    )
+def _start_standin(
+    fixturedef: pytest.FixtureDef[Any], func: Callable[..., Any], request: pytest.FixtureRequest
+) -> tuple[str, SessionRunner]:
+    """What both stand-ins do first; returns the fixture's name and the runner.
+
+    Puts the fixture's own function back, and refuses to run inside a
+    running loop.
+    """
+    _compat.set_fixture_function(fixturedef, func)
+    name = fixturedef.argname
+    if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
+        pytest.fail(
+            f"async fixture {name!r} was requested with request.getfixturevalue() "
+            "while the event loop is running (inside an async test or fixture). "
+            f"Request {name!r} as an argument of the test or fixture instead.",
+            pytrace=False,
+        )
+    return name, get_runner(_compat.requesting_item(request).config)
 
 
 def _coroutine_fixture(
@@ -207,12 +220,8 @@ def _coroutine_fixture(
 ) -> Callable[..., Any]:
     def call_coroutine_fixture(**kwargs: Any) -> Any:
         __tracebackhide__ = True
-        _compat.set_fixture_function(fixturedef, func)  # the fixture's own function again
-        name = fixturedef.argname
-        if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
-            _fail_running(name)
+        name, runner = _start_standin(fixturedef, func, request)
         context = _owned_copy(owner)
-        runner = get_runner(_compat.requesting_item(request).config)
         result = runner.run(
             bound(**kwargs),
             context,
@@ -236,11 +245,7 @@ def _asyncgen_fixture(
 ) -> Callable[..., Generator[Any, None, None]]:
     def drive_asyncgen_fixture(**kwargs: Any) -> Generator[Any, None, None]:
         __tracebackhide__ = True
-        _compat.set_fixture_function(fixturedef, func)  # the fixture's own function again
-        name = fixturedef.argname
-        if asyncio._get_running_loop() is not None:  # noqa: SLF001 - in asyncio.events.__all__
-            _fail_running(name)
-        runner = get_runner(_compat.requesting_item(request).config)
+        name, runner = _start_standin(fixturedef, func, request)
         try:
             fixture = AsyncGenFixture(
                 runner, bound(**kwargs), _owned_copy(owner), name, runner.item_timeout
