@@ -203,11 +203,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     test, and the next test's set-up or the end of the session checks it
     (`_catch_up`).
     """
-    watch = get_watch(item.config)
-    try:
-        problems = _check(item, watch)
-    finally:
-        watch.current = None
+    problems = _finish(item, get_watch(item.config), can_fail=True)
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -222,17 +218,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def _catch_up(watch: TaskWatch) -> None:
     """Check a test whose teardown failed: its report is made, so problems are warnings."""
     item = watch.current
-    if item is None:
-        return
+    if item is not None:
+        for message in _finish(item, watch, can_fail=False):
+            _warn_at(item, LoopExceptionWarning(message))
+
+
+def _finish(item: pytest.Item, watch: TaskWatch, *, can_fail: bool) -> list[str]:
+    """Check `item` and stop attributing loop errors to it, even if the check raises."""
     try:
-        problems = _check(item, watch, can_fail=False)
+        return _check(item, watch, can_fail=can_fail)
     finally:
         watch.current = None
-    for message in problems:
-        _warn_at(item, LoopExceptionWarning(message))
 
 
-def _check(item: pytest.Item, watch: TaskWatch, *, can_fail: bool = True) -> list[str]:
+def _check(item: pytest.Item, watch: TaskWatch, *, can_fail: bool) -> list[str]:
     """Report what `item` left behind; return the messages that are errors."""
     loop = watch.runner.made_loop
     if loop is None:
