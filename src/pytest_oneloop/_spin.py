@@ -61,7 +61,9 @@ _INLINE = "inline"
 def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> T:
     """Run `loop` until `future` is done and return its result, like `run_until_complete`.
 
-    One function, without helpers: it runs three times per test.
+    The set-up and clean-up around the turns are done here, inline, rather
+    than in a helper per Python version: this runs three times per test.
+    The turns themselves are `_turn_until`'s.
     """
     __tracebackhide__ = True
     how = _DRIVERS.get(type(loop), _MISSING)
