@@ -846,6 +846,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         "--side-rounds", type=int, help="rounds of the scaling and DB isolation runs (5)"
     )
     parser.add_argument(
+        "--startup-rounds", type=int, help="interleaved rounds of the start-up runs (30)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 50 tests, 2 modules, one round"
     )
     parser.add_argument(
@@ -861,14 +864,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         modules=args.modules or (2 if quick else 20),
         rounds=args.rounds or (1 if quick else 15),
         side_rounds=args.side_rounds or (1 if quick else 5),
-        startup_repeats=3 if quick else 10,
+        startup_repeats=args.startup_rounds or (3 if quick else 30),
         scaling_sizes=(50, 200) if quick else (1000, 10000),
         db_tests=20 if quick else 500,
         cache=args.cache_dir.resolve(),
         out=args.out.resolve(),
     )
-    if min(settings.tests, settings.modules, settings.rounds, settings.side_rounds) < 1:
-        parser.error("--tests, --modules, --rounds and --side-rounds must be at least 1")
+    counts = (settings.tests, settings.modules, settings.rounds, settings.side_rounds)
+    if min(*counts, settings.startup_repeats) < 1:
+        parser.error(
+            "--tests, --modules, --rounds, --side-rounds and --startup-rounds must be at least 1"
+        )
     return settings
 
 

@@ -32,6 +32,7 @@ def test_the_benchmark_measures_every_flavour_and_writes_its_results(tmp_path: P
         "--tests=50",
         "--modules=2",
         "--rounds=1",
+        "--startup-rounds=2",
         f"--out={tmp_path}",
         f"--cache-dir={ROOT / 'bench' / '.cache' / 'smoke'}",
     ]
@@ -45,5 +46,6 @@ def test_the_benchmark_measures_every_flavour_and_writes_its_results(tmp_path: P
         assert re.search(rf"^{name}\s.*\s{RATIO}$", proc.stdout, re.MULTILINE), proc.stdout
         assert re.search(rf"^\| {name} \|.*\| {RATIO} \|$", results, re.MULTILINE), results
     assert "## Start-up" in results
+    assert "without `-p no:oneloop`, 2 interleaved rounds" in results
     assert "## Scaling" in results
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
