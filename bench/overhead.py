@@ -370,7 +370,7 @@ class Settings:
     modules: int
     rounds: int
     side_rounds: int
-    startup_repeats: int
+    startup_rounds: int
     scaling_sizes: tuple[int, int]
     db_tests: int
     cache: Path
@@ -415,7 +415,7 @@ def measure_startup(settings: Settings, venv: Path) -> Startup:
         Case("oneloop", venv, suite, expect, ("--collect-only",)),
         Case("no:oneloop", venv, suite, expect, ("--collect-only", "-p", "no:oneloop")),
     ]
-    measured = interleave(cases, settings.startup_repeats)
+    measured = interleave(cases, settings.startup_rounds)
     return Startup(measured["oneloop"], measured["no:oneloop"])
 
 
@@ -704,7 +704,7 @@ def print_report(results: Results) -> None:
         f"{settings.rounds} interleaved rounds, wall time"
     )
     print(text_table(OVERHEAD_HEADER, overhead_rows(results)))
-    print(f"\nStart-up: pytest --collect-only -q on one test, median of {settings.startup_repeats}")
+    print(f"\nStart-up: pytest --collect-only -q on one test, median of {settings.startup_rounds}")
     print(text_table(STARTUP_HEADER, startup_rows(results)))
     print(f"\nScaling: {small} vs {large} tests, {SCALING_TESTS_PER_MODULE} per module")
     print(text_table(scaling_header(results), scaling_rows(results)))
@@ -748,7 +748,7 @@ def markdown(results: Results) -> str:
         "",
         (
             "`pytest --collect-only -q` on a one-test suite in the oneloop venv, with and "
-            f"without `-p no:oneloop`, {settings.startup_repeats} interleaved rounds."
+            f"without `-p no:oneloop`, {settings.startup_rounds} interleaved rounds."
         ),
         "",
         markdown_table(STARTUP_HEADER, startup_rows(results)),
@@ -859,19 +859,32 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     )
     args = parser.parse_args(argv)
     quick = args.quick
+
+    def count(given: int | None, quick_default: int, default: int) -> int:
+        """A count from the command line (0 included, so it is refused below), else a default."""
+        if given is not None:
+            return given
+        return quick_default if quick else default
+
     settings = Settings(
-        tests=args.tests or (50 if quick else 2000),
-        modules=args.modules or (2 if quick else 20),
-        rounds=args.rounds or (1 if quick else 15),
-        side_rounds=args.side_rounds or (1 if quick else 5),
-        startup_repeats=args.startup_rounds or (3 if quick else 30),
+        tests=count(args.tests, 50, 2000),
+        modules=count(args.modules, 2, 20),
+        rounds=count(args.rounds, 1, 15),
+        side_rounds=count(args.side_rounds, 1, 5),
+        startup_rounds=count(args.startup_rounds, 3, 30),
         scaling_sizes=(50, 200) if quick else (1000, 10000),
         db_tests=20 if quick else 500,
         cache=args.cache_dir.resolve(),
         out=args.out.resolve(),
     )
-    counts = (settings.tests, settings.modules, settings.rounds, settings.side_rounds)
-    if min(*counts, settings.startup_repeats) < 1:
+    counts = (
+        settings.tests,
+        settings.modules,
+        settings.rounds,
+        settings.side_rounds,
+        settings.startup_rounds,
+    )
+    if min(counts) < 1:
         parser.error(
             "--tests, --modules, --rounds, --side-rounds and --startup-rounds must be at least 1"
         )

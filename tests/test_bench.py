@@ -4,7 +4,8 @@ The smoke run installs the four flavours' venvs from PyPI into
 `bench/.cache/smoke` (reused by later runs) and writes its results to a
 temporary folder, so the committed `bench/results.md` is left alone. It is
 one test, not several sharing a fixture, so that pytest-xdist never starts
-the run twice.
+the run twice. The command line's checks are tested on their own: they stop
+the script before it prepares anything.
 """
 
 from __future__ import annotations
@@ -49,3 +50,20 @@ def test_the_benchmark_measures_every_flavour_and_writes_its_results(tmp_path: P
     assert "without `-p no:oneloop`, 2 interleaved rounds" in results
     assert "## Scaling" in results
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--startup-rounds"])
+def test_a_count_of_zero_is_refused(option: str) -> None:
+    """Zero rounds is an error, not a silent fall-back to the default count."""
+    proc = subprocess.run(  # noqa: S603 - our own script, run by this interpreter
+        [sys.executable, str(ROOT / "bench" / "overhead.py"), f"{option}=0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (
+        "--tests, --modules, --rounds, --side-rounds and --startup-rounds must be at least 1"
+        in proc.stderr
+    )
