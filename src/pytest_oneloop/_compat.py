@@ -6,11 +6,9 @@ API only, so a pytest upgrade that moves these names breaks this file alone.
 
 from __future__ import annotations
 
-from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from _pytest.fixtures import resolve_fixture_function as _resolve_fixture_function
-from _pytest.scope import Scope
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,36 +20,19 @@ def resolve_fixture_function(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> Callable[..., Any]:
     """The fixture's function, bound to the test's instance as pytest binds it."""
-    func = fixturedef.func
-    if type(func) is FunctionType:
-        # Not a method: pytest returns it as it is (8.4 and 9 alike), after
-        # looking at `request.instance`, which costs more than the rest.
-        return func
     return _resolve_fixture_function(fixturedef, request)
 
 
 def test_arguments(item: pytest.Function) -> dict[str, Any]:
     """The keyword arguments pytest itself would pass to the test function."""
     funcargs = item.funcargs
-    arguments = {}  # a loop, not a comprehension: one Python call less (3.11)
-    for name in item._fixtureinfo.argnames:  # noqa: SLF001
-        arguments[name] = funcargs[name]
-    return arguments
+    return {name: funcargs[name] for name in item._fixtureinfo.argnames}  # noqa: SLF001
 
 
 def requesting_item(request: pytest.FixtureRequest) -> pytest.Item:
     """The test item on whose behalf a fixture is being set up."""
     item: pytest.Item = request._pyfuncitem  # noqa: SLF001
     return item
-
-
-def is_function_scoped(fixturedef: pytest.FixtureDef[Any]) -> bool:
-    """Whether the fixture is function-scoped (`fixturedef.scope == "function"`).
-
-    The public `scope` property spells the scope through an enum's `value`,
-    three Python calls on every fixture set-up.
-    """
-    return fixturedef._scope is Scope.Function  # noqa: SLF001
 
 
 def set_fixture_function(fixturedef: pytest.FixtureDef[Any], func: Callable[..., Any]) -> None:

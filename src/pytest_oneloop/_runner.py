@@ -3,9 +3,11 @@
 Every async test and async fixture runs on the loop of one `asyncio.Runner`
 kept on `config.stash`. Coroutines are driven as tasks created with an
 explicit context, and the loop runs until the task is done
-(`_spin.run_until_done`, `loop.run_until_complete` without its extra turn):
-`Runner.run` costs several times as much per call and copies its own
-context, which is not the semantics the fixtures need (see `_hooks`).
+(`_spin.run_until_done`: `loop.run_until_complete` without its extra turn,
+where asyncio's loop allows it). `Runner.run(coro, context=...)` would run
+the task in the given context too, but it also installs its own SIGINT
+handler and cancels the task on Ctrl-C in its own way, and costs several
+times as much per call; the runner is kept for making and closing the loop.
 
 An async generator fixture is driven by one task for its whole life, so its
 setup and its teardown run in the same task: a `TaskGroup`, `timeout()` or
@@ -29,16 +31,11 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import pytest
 
-from pytest_oneloop._spin import run_until_done
+from pytest_oneloop._spin import PUBLIC, how_to_drive, run_until_done
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Coroutine
     from types import FrameType
-
-    #: What a wait's description is made of: a string, or a function making it
-    #: (called only when a failure message needs it: a test's node ID costs a
-    #: property call or two to spell).
-    Label = str | Callable[[], str]
 
 T = TypeVar("T")
 
@@ -49,41 +46,18 @@ OWNER: contextvars.ContextVar[pytest.Item | None] = contextvars.ContextVar(
 )
 
 
-#: The attribute `recording_only` sets on a task factory.
-_RECORDING_ONLY = "_pytest_oneloop_recording_only"
-
-
-def recording_only(factory: Callable[..., Any]) -> None:
-    """Say that `factory` only records the tasks it makes, which are plain `asyncio.Task`s.
-
-    The runner makes its own tasks (a test's, an async generator fixture's
-    driver) without going through such a factory: it waits for each of them
-    to the end, so there is nothing to record, and the factory's Python code
-    would run twice per test for nothing.
-    """
-    setattr(factory, _RECORDING_ONLY, True)
-
-
-def _new_task(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], context: contextvars.Context
-) -> asyncio.Task[T]:
-    """A task of the runner's own, through the loop's task factory unless it only records."""
-    factory = loop.get_task_factory()
-    if factory is None or getattr(factory, _RECORDING_ONLY, False):
-        return asyncio.Task(coro, loop=loop, context=context)
-    return loop.create_task(coro, context=context)
-
-
 class AsyncFixtureError(Exception):
     """An async generator fixture broke the one-`yield` rule."""
 
 
 class LoopSettings(NamedTuple):
-    """How the session loop is made: from `--loop-factory` and `--asyncio-debug`."""
+    """How the session loop is made and driven: from the command line and the ini file."""
 
     factory: Callable[[], asyncio.AbstractEventLoop] | None
     factory_spec: str | None
     debug: bool
+    #: False: always drive the loop through `run_until_complete` (`oneloop_fast_loop`).
+    fast: bool = True
 
 
 def load_loop_factory(spec: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -145,17 +119,17 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bo
 
 
 class _Wait:
-    """What happened to the task being waited for: one record per wait.
-
-    No `__init__`: `SessionRunner._wait` sets the three fields itself, which
-    saves a Python call on every wait.
-    """
+    """What happened to the task being waited for: one record per wait."""
 
     __slots__ = ("expired_at", "interrupted", "task")
 
-    task: asyncio.Task[Any]
-    expired_at: str | None
-    interrupted: bool
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        """Nothing has happened yet."""
+        self.task = task
+        #: Where the task was waiting when its time limit expired.
+        self.expired_at: str | None = None
+        #: Whether Ctrl-C cancelled it.
+        self.interrupted = False
 
 
 class SessionRunner:
@@ -166,6 +140,7 @@ class SessionRunner:
         self.settings = settings
         self._runner: asyncio.Runner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._how = PUBLIC
         self._current: _Wait | None = None
         self._old_sigint: Any = None
         #: The time limit of the test being run, in seconds (None: none). Set by
@@ -190,6 +165,11 @@ class SessionRunner:
         return loop
 
     @property
+    def driver(self) -> str:
+        """How the loop is driven: `_spin`'s `setup`, `inline` or `public`."""
+        return self._how
+
+    @property
     def made_loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop made last, even if user code has closed it; None before the first."""
         return self._loop
@@ -202,6 +182,7 @@ class SessionRunner:
             # sync code calling get_event_loop() sees the session loop either way.
             asyncio.set_event_loop(loop)
         self._runner, self._loop = runner, loop
+        self._how = how_to_drive(loop, fast=self.settings.fast)
         for callback in self.on_new_loop:
             callback(loop)
         self._install_sigint()
@@ -230,35 +211,41 @@ class SessionRunner:
         context: contextvars.Context,
         *,
         timeout: float | None = None,
-        label: Label = "",
+        label: str = "",
+        limit: float | None = None,
     ) -> T:
-        """Run `coro` to completion as a task in `context`; return its result."""
+        """Run `coro` to completion as a task in `context`; return its result.
+
+        `timeout` is how long it may take, `limit` the time limit a timeout's
+        message names (`timeout` unless said otherwise).
+        """
         __tracebackhide__ = True
         loop = self.loop
-        task = _new_task(loop, coro, context)
-        return self._wait(loop, task, task, timeout, label)
+        task = loop.create_task(coro, context=context)
+        return self._wait(task, task, timeout, label, limit=limit)
 
     def _wait(
         self,
-        loop: asyncio.AbstractEventLoop,
         until: asyncio.Future[T],
         task: asyncio.Task[Any],
         timeout: float | None,
-        label: Label,
+        label: str,
+        *,
+        limit: float | None = None,
     ) -> T:
-        """Run `loop` until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
+        """Run the task's loop until `until` is done; `task` is what a timeout or Ctrl-C cancels."""
         __tracebackhide__ = _hide_unless_own_failure
-        state = self._current = _Wait()
-        state.task, state.expired_at, state.interrupted = task, None, False
+        loop = task.get_loop()
+        state = self._current = _Wait(task)
         timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
         try:
-            result = run_until_done(loop, until)
+            result = run_until_done(loop, until, self._how)
         except asyncio.CancelledError:
             if state.interrupted:
                 raise KeyboardInterrupt from None
             if state.expired_at is not None:
                 raise pytest.fail.Exception(
-                    f"{_spell(label)} timed out after {timeout:g}s and was cancelled; "
+                    f"{label} timed out after {limit or timeout:g}s and was cancelled; "
                     f"it was waiting at:\n{state.expired_at}",
                     pytrace=False,
                 ) from None
@@ -268,7 +255,7 @@ class SessionRunner:
                 raise
             self._abandon(task)
             raise pytest.fail.Exception(
-                f"{_spell(label)} stopped the session event loop (loop.stop()) before it "
+                f"{label} stopped the session event loop (loop.stop()) before it "
                 "finished; it was cancelled. Let the test return instead of "
                 "stopping the loop.",
                 pytrace=False,
@@ -326,9 +313,9 @@ class AsyncGenFixture(Generic[T]):
         self.context = context
         self._resume: asyncio.Future[None] = loop.create_future()
         ready: asyncio.Future[T] = loop.create_future()
-        self._task = _new_task(loop, self._drive(ready), context)
+        self._task = loop.create_task(self._drive(ready), context=context)
         label = f"setup of async fixture {name!r}"
-        self.value: T = runner._wait(loop, ready, self._task, timeout, label)  # noqa: SLF001
+        self.value: T = runner._wait(ready, self._task, timeout, label)  # noqa: SLF001
 
     async def _drive(self, ready: asyncio.Future[T]) -> None:
         agen = self._agen
@@ -370,40 +357,12 @@ class AsyncGenFixture(Generic[T]):
         if not self._resume.done():
             self._resume.set_result(None)
         label = f"teardown of async fixture {self._name!r}"
-        self._runner._wait(loop, self._task, self._task, None, label)  # noqa: SLF001
-
-
-def _spell(label: Label) -> str:
-    return label if isinstance(label, str) else label()
-
-
-class LastConfig(Generic[T]):
-    """`config.stash[key]`, kept for the config asked about last.
-
-    Asked for several times per test: `Stash.__getitem__` costs two Python
-    calls, this one. A pytest process usually has one config; pytester's
-    in-process runs add more, and switching between them looks the value
-    up again.
-    """
-
-    __slots__ = ("_config", "_key", "_value")
-
-    def __init__(self, key: pytest.StashKey[T]) -> None:
-        """Nothing is kept until the first call."""
-        self._key = key
-        self._config: pytest.Config | None = None
-        self._value: T | None = None
-
-    def __call__(self, config: pytest.Config) -> T:
-        """`config.stash[key]`."""
-        value = self._value
-        if config is not self._config or value is None:
-            value = config.stash[self._key]
-            self._config, self._value = config, value
-        return value
+        self._runner._wait(self._task, self._task, None, label)  # noqa: SLF001
 
 
 STASH_KEY = pytest.StashKey[SessionRunner]()
 
-#: The session runner of a config (`config.stash[STASH_KEY]`).
-get_runner = LastConfig(STASH_KEY)
+
+def get_runner(config: pytest.Config) -> SessionRunner:
+    """The session runner of a config."""
+    return config.stash[STASH_KEY]

@@ -1,26 +1,35 @@
-"""Run the loop until a future is done: the one module that touches asyncio's internals.
+"""The one module that uses asyncio's private names.
 
-`loop.run_until_complete` adds a done callback to the future and runs the
-loop until that callback stops it: one more turn of the loop, with its
-`select()` call, every time, on top of the set-up and clean-up of
-`run_forever`. A test suite enters the loop three times per test (fixture
-set-up, the test, fixture teardown), so this is most of what an async test
-costs over a sync one.
+Everything else in the plugin uses asyncio's public API. What is here is
+either not offered publicly at all (whether a task's exception was ever
+retrieved, the transports a selector loop keeps), or offered publicly at a
+measured cost: running the loop until a future is done.
 
-`run_until_done` does what `run_forever` does around the loop's turns, but
-checks the future after each turn instead of waiting for a callback (and
-takes the one more turn only when callbacks are waiting for it). And when
-a poll could not find anything (no timers, no signal handlers, no file
-descriptor watched but the loop's own wake-up pipe), a turn runs
-the queued callbacks without polling, as the turn would have run them. It
-is used for asyncio's selector loops (and subclasses that keep
-`run_forever`) when debug mode is off; any other loop, uvloop for example, and a loop in debug
-mode get the public `run_until_complete`. The outcome is the same either
-way: the future's result, its exception, or `RuntimeError` when user code
-stopped the loop first.
+`loop.run_until_complete(future)` stops the loop from a done callback of the
+future, so it always takes one more turn of the loop (a `select()` call and
+the callback) after the future is done, on top of `ensure_future` and adding
+and removing that callback. The runner waits on the loop three times per
+async test (fixture set-up, the test, fixture teardown). `run_until_done`
+does what `run_forever` does around its turns, and checks the future after
+each turn instead; it takes the one more turn only when callbacks are
+already queued for it, as `run_until_complete`'s last turn would run them.
+Measured with `bench/instructions.py --tests 400` (instructions per async
+test; see docs/architecture.md for the figures on each Python).
 
-Covers Python 3.11 to 3.14: 3.13 split `run_forever` into
-`_run_forever_setup` and `_run_forever_cleanup`, which are used when present.
+How a loop is driven is decided once per loop, by feature detection
+(`how_to_drive`):
+
+- `SETUP`: the loop has `_run_forever_setup` and `_run_forever_cleanup`,
+  which CPython added in 3.13 for subclasses to use: those, and `_run_once`.
+- `INLINE`: it has not (3.11, 3.12): the same steps, as `run_forever` itself
+  does them.
+- `PUBLIC`: anything else: a loop that is not asyncio's selector loop (uvloop),
+  one whose type overrides `run_forever`, `run_until_complete`, `_run_once`
+  or `_process_events`, one that lacks a name used here, or the ini option
+  `oneloop_fast_loop = false`: `loop.run_until_complete`, nothing private.
+
+The outcome is the same either way: the future's result, its exception, or
+`RuntimeError` when user code stopped the loop first.
 """
 
 from __future__ import annotations
@@ -29,96 +38,95 @@ import asyncio
 import sys
 import threading
 from asyncio import events
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 T = TypeVar("T")
-_MISSING: Any = object()
 
-_BASE = asyncio.BaseEventLoop
-_SELECTOR_LOOP = asyncio.selector_events.BaseSelectorEventLoop
-_PRIVATE = (
-    "_run_once",
-    "_ready",
+Driver = Literal["setup", "inline", "public"]
+SETUP: Driver = "setup"
+INLINE: Driver = "inline"
+PUBLIC: Driver = "public"
+
+#: Methods a driven loop's type must take unchanged from asyncio's selector loop.
+_UNCHANGED = ("run_forever", "run_until_complete", "_run_once", "_process_events")
+#: What every driven loop must have.
+_NEEDED = ("_ready", "_run_once", "_stopping")
+_SETUP_NAMES = ("_run_forever_setup", "_run_forever_cleanup")
+_INLINE_NAMES = (
     "_check_closed",
     "_check_running",
-    "_closed",
+    "_set_coroutine_origin_tracking",
     "_debug",
-    "_scheduled",
-    "_selector",
-    "_stopping",
     "_thread_id",
+    "_asyncgen_firstiter_hook",
+    "_asyncgen_finalizer_hook",
 )
 
 
-#: Loop types seen so far, and how `run_until_done` drives them: `_SETUP`
-#: (Python 3.13+: `run_forever`'s own set-up and clean-up), `_INLINE`
-#: (3.11, 3.12: what `run_forever` does, done here), or None: it does not.
-_DRIVERS: dict[type, str | None] = {}
-_SETUP = "setup"
-_INLINE = "inline"
+def how_to_drive(loop: asyncio.AbstractEventLoop, *, fast: bool = True) -> Driver:
+    """How `run_until_done` will drive `loop`: `SETUP`, `INLINE` or `PUBLIC`."""
+    cls = type(loop)
+    base = asyncio.SelectorEventLoop
+    if (
+        not fast
+        or not isinstance(loop, base)
+        or any(getattr(cls, name, None) is not getattr(base, name, None) for name in _UNCHANGED)
+        or not all(hasattr(loop, name) for name in _NEEDED)
+    ):
+        return PUBLIC
+    if all(hasattr(loop, name) for name in _SETUP_NAMES):
+        return SETUP
+    if all(hasattr(loop, name) for name in _INLINE_NAMES) and hasattr(events, "_set_running_loop"):
+        return INLINE
+    return PUBLIC
 
 
-def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> T:
+def run_until_done(loop: asyncio.AbstractEventLoop, future: asyncio.Future[T], how: Driver) -> T:
     """Run `loop` until `future` is done and return its result, like `run_until_complete`.
 
-    The set-up and clean-up around the turns are done here, inline, rather
-    than in a helper per Python version: this runs three times per test.
-    The turns themselves are `_turn_until`'s.
+    `how` is what `how_to_drive` said for this loop.
     """
     __tracebackhide__ = True
-    how = _DRIVERS.get(type(loop), _MISSING)
-    if how is _MISSING:
-        how = _driver(loop)
-    # `_debug` is what `get_debug()` returns; every loop `_driver` accepts has it.
-    if how is None or loop._debug:  # type: ignore[attr-defined]  # noqa: SLF001
+    if how == PUBLIC:
         return loop.run_until_complete(future)
-    lp: Any = loop  # the private attributes below are checked by `_driver`
-    if how is _SETUP:
+    lp: Any = loop  # `how_to_drive` checked the private names used below
+    if how == SETUP:
         lp._run_forever_setup()  # noqa: SLF001
-    else:
-        if lp._closed or lp._thread_id is not None or events._get_running_loop() is not None:  # noqa: SLF001
-            lp._check_closed()  # noqa: SLF001 - raise asyncio's own errors
-            lp._check_running()  # noqa: SLF001
-        old_hooks = sys.get_asyncgen_hooks()
-    try:
-        if how is not _SETUP:
-            lp._thread_id = threading.get_ident()  # noqa: SLF001
-            sys.set_asyncgen_hooks(
-                firstiter=lp._asyncgen_firstiter_hook,  # noqa: SLF001
-                finalizer=lp._asyncgen_finalizer_hook,  # noqa: SLF001
-            )
-            events._set_running_loop(loop)  # noqa: SLF001
-        _turn_until(lp, future)
-    finally:
-        if how is _SETUP:
+        try:
+            _turn_until(lp, future)
+        finally:
             lp._run_forever_cleanup()  # noqa: SLF001
-        else:
-            lp._stopping = False  # noqa: SLF001
-            lp._thread_id = None  # noqa: SLF001
-            events._set_running_loop(None)  # noqa: SLF001
-            sys.set_asyncgen_hooks(*old_hooks)
+    else:
+        _run_inline(lp, future)
     if not future.done():
         msg = "Event loop stopped before Future completed."
         raise RuntimeError(msg)
     return future.result()
 
 
-def _driver(loop: asyncio.AbstractEventLoop) -> str | None:
-    """How to drive loops of this type, remembered: types that keep asyncio's `run_forever`."""
-    cls = type(loop)
-    spins = (
-        issubclass(cls, _SELECTOR_LOOP)
-        and cls.run_forever is _BASE.run_forever
-        and cls.run_until_complete is _BASE.run_until_complete
-        and all(hasattr(loop, name) for name in _PRIVATE)
-        and isinstance(getattr(getattr(loop, "_selector", None), "_fd_to_key", None), dict)
-    )
-    how = None
-    if spins:
-        with_setup = hasattr(loop, "_run_forever_setup") and hasattr(loop, "_run_forever_cleanup")
-        how = _SETUP if with_setup else _INLINE
-    _DRIVERS[cls] = how
-    return how
+def _run_inline(loop: Any, future: asyncio.Future[Any]) -> None:
+    """`run_forever` of Python 3.11 and 3.12, turning until `future` is done."""
+    loop._check_closed()  # noqa: SLF001
+    loop._check_running()  # noqa: SLF001
+    loop._set_coroutine_origin_tracking(loop._debug)  # noqa: SLF001
+    old_hooks = sys.get_asyncgen_hooks()
+    try:
+        loop._thread_id = threading.get_ident()  # noqa: SLF001
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # noqa: SLF001
+            finalizer=loop._asyncgen_finalizer_hook,  # noqa: SLF001
+        )
+        events._set_running_loop(loop)  # noqa: SLF001
+        _turn_until(loop, future)
+    finally:
+        loop._stopping = False  # noqa: SLF001
+        loop._thread_id = None  # noqa: SLF001
+        events._set_running_loop(None)  # noqa: SLF001
+        loop._set_coroutine_origin_tracking(False)  # noqa: SLF001, FBT003
+        sys.set_asyncgen_hooks(*old_hooks)
 
 
 def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
@@ -126,37 +134,35 @@ def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
 
     `run_until_complete` stops one turn later, in the callback it added: what
     the last turn scheduled (a task's first step, a done callback) runs
-    before the loop stops, and so it does here.
-
-    A turn skips its poll when the poll could find nothing to do: no timers,
-    no file descriptor watched but the loop's own wake-up pipe, which a
-    selector loop registers when it is made, and no signal handlers
-    (`add_signal_handler`). Polling then only drains that pipe, which
-    `call_soon_threadsafe` writes after queueing its callback, so the queued
-    callbacks run as a full turn would run them, in the same order. When
-    nothing is queued the turn is a full one, which waits.
+    before the loop stops, and so it does here. `loop.stop()` by user code
+    ends the turns as it ends `run_forever`'s.
     """
     ready = loop._ready  # noqa: SLF001
-    run_once = loop._run_once  # noqa: SLF001
-    watched = loop._selector._fd_to_key  # noqa: SLF001 - file descriptor -> key, a dict
-    done = future.done
-    last = False
-    while not last:
-        last = done()
-        if last and not ready:
+    while True:
+        done = future.done()
+        if done and not ready:
             return
-        if (
-            ready
-            and not loop._scheduled  # noqa: SLF001
-            and len(watched) <= 1
-            and not getattr(loop, "_signal_handlers", None)
-        ):
-            # The callbacks queued now, as a turn of `_run_once` runs them (debug off).
-            for _ in range(len(ready)):
-                handle = ready.popleft()
-                if not handle._cancelled:  # noqa: SLF001
-                    handle._run()  # noqa: SLF001
-        else:
-            run_once()
-        if loop._stopping:  # noqa: SLF001
+        loop._run_once()  # noqa: SLF001
+        if done or loop._stopping:  # noqa: SLF001
             return
+
+
+def unretrieved(task: asyncio.Task[Any]) -> bool:
+    """Whether nobody has looked at the done task's exception (asyncio's own flag).
+
+    asyncio logs "Task exception was never retrieved" when such a task is
+    collected; the plugin reports it against its test instead. A loop whose
+    tasks lack the flag: never.
+    """
+    return bool(getattr(task, "_log_traceback", False))
+
+
+def creation_stack(task: asyncio.Task[Any]) -> list[Any]:
+    """Where the task was created (debug mode only; empty otherwise)."""
+    return list(getattr(task, "_source_traceback", None) or ())
+
+
+def transports(loop: asyncio.AbstractEventLoop) -> Mapping[int, asyncio.Transport]:
+    """The transports of a selector loop, by file descriptor; empty for other loops."""
+    found: Mapping[int, asyncio.Transport] | None = getattr(loop, "_transports", None)
+    return found or {}

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oneloop._markers import marker_names
-from pytest_oneloop._runner import OWNER, LastConfig, get_runner, recording_only
+from pytest_oneloop import _spin
+from pytest_oneloop._runner import OWNER, get_runner
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Mapping
+    from collections.abc import Callable, Coroutine, Generator, Mapping
 
     from pytest_oneloop._runner import SessionRunner
 
@@ -32,6 +32,30 @@ TIMEOUT_MARKER = "async_timeout"
 #: How long cancelled leftovers get to finish; a bound, so a task that
 #: ignores cancellation cannot hang the session.
 CANCEL_GRACE = 5.0
+#: How long asyncio's own clean-up of an async generator the test dropped
+#: (`aclose()`, run as a task) gets to finish before it counts as a leak.
+FINALIZER_GRACE = 1.0
+
+#: Whether a task tells the context it runs in (`Task.get_context`, Python
+#: 3.12+): its owner is then read from there. Without it (3.11), a task
+#: factory records the owner of each new task.
+TASKS_KNOW_CONTEXT = hasattr(asyncio.Task, "get_context")
+
+
+async def _agen() -> Any:
+    yield
+
+
+def _aclose_type() -> type:
+    """The type of what `agen.aclose()` returns, which asyncio's finalizer runs as a task."""
+    agen = _agen()
+    closing = agen.aclose()
+    kind = type(closing)
+    closing.close()
+    return kind
+
+
+_ACLOSE = _aclose_type()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,90 +122,108 @@ class TaskWatch:
         self.mode = mode
         self.default_timeout = default_timeout
         self.runner = runner
-        #: Each test's tasks, held weakly: a task nobody holds may still be collected.
+        #: Each test's tasks, held weakly (3.11 only: see `TASKS_KNOW_CONTEXT`).
         self.owned: dict[pytest.Item, list[weakref.ref[asyncio.Task[Any]]]] = {}
         self.current: pytest.Item | None = None
         self.errors: list[dict[str, Any]] = []
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Record task owners through the task factory; catch callback errors."""
-        loop.set_exception_handler(self._on_exception)
-        if self.mode == "ignore":
+        """Attribute loop errors to tests and, where needed, record task owners.
+
+        The watch's exception handler and task factory wrap whatever the loop
+        has: one a loop factory or a wider-scoped fixture installed keeps
+        working inside them. Called for each new loop and at each test's set-up.
+        """
+        handler = loop.get_exception_handler()
+        if not (isinstance(handler, _Handler) and handler.watch is self):
+            loop.set_exception_handler(_Handler(self, handler))
+        if self.mode == "ignore" or TASKS_KNOW_CONTEXT:
             return
-        previous = loop.get_task_factory()
-        owned = self.owned
-        make_task = asyncio.Task
-        ref = weakref.ref
+        factory: Any = loop.get_task_factory()
+        if not (isinstance(factory, _Recorder) and factory.owned is self.owned):
+            loop.set_task_factory(_Recorder(self.owned, factory))  # type: ignore[arg-type]
 
-        def owning_task_factory(
-            loop: asyncio.AbstractEventLoop,
-            coro: Coroutine[Any, Any, Any],
-            context: Any = None,
-        ) -> asyncio.Task[Any]:
-            if previous is None:
-                task: asyncio.Task[Any] = make_task(coro, loop=loop, context=context)
-            elif context is None:
-                task = previous(loop, coro)  # type: ignore[assignment]
-            else:
-                task = previous(loop, coro, context=context)  # type: ignore[call-arg,assignment]
-            owner = OWNER.get() if context is None else context.get(OWNER)
-            if owner is not None:
-                tasks = owned.get(owner)
-                if tasks is None:
-                    owned[owner] = [ref(task)]
-                else:
-                    tasks.append(ref(task))
-            return task
+    def pending(
+        self, item: pytest.Item, loop: asyncio.AbstractEventLoop
+    ) -> list[asyncio.Task[Any]]:
+        """The tasks `item` owns that are still pending."""
+        if self.mode == "ignore":
+            return []
+        if TASKS_KNOW_CONTEXT:
+            return [task for task in asyncio.all_tasks(loop) if _owner(task) is item]
+        tasks = (task_ref() for task_ref in self.owned.pop(item, ()))
+        return [task for task in tasks if task is not None and not task.done()]
 
-        loop.set_task_factory(owning_task_factory)  # type: ignore[arg-type]
-        if previous is None:
-            recording_only(owning_task_factory)
 
-    def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+def _owner(task: asyncio.Task[Any]) -> object:
+    get_context = getattr(task, "get_context", None)  # a task type of the user's may lack it
+    return None if get_context is None else get_context().get(OWNER)
+
+
+class _Handler:
+    """The loop's exception handler: the one it had, then a note for the current test."""
+
+    __slots__ = ("previous", "watch")
+
+    def __init__(self, watch: TaskWatch, previous: Callable[..., object] | None) -> None:
+        self.watch = watch
+        self.previous = previous
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         # asyncio's own handler still logs it (to the `asyncio` logger, which
         # pytest captures); the test it happened in gets a warning too.
-        loop.default_exception_handler(context)
-        if self.current is not None:
-            self.errors.append(context)
-
-    def leaked(self, item: pytest.Item) -> list[asyncio.Task[Any]]:
-        """The item's tasks still pending; its failed tasks nobody awaited go to errors."""
-        pending = []
-        for task_ref in self.owned.pop(item, ()):
-            task = task_ref()
-            if task is None:
-                continue
-            if not task.done():
-                pending.append(task)
-            elif not task.cancelled() and _unretrieved(task):
-                # Reported now rather than whenever the task is collected.
-                self._on_exception(
-                    task.get_loop(),
-                    {
-                        "message": "Task exception was never retrieved",
-                        "exception": task.exception(),
-                        "future": task,
-                    },
-                )
-        return pending
+        if self.previous is None:
+            loop.default_exception_handler(context)
+        else:
+            self.previous(loop, context)
+        if self.watch.current is not None:
+            self.watch.errors.append(context)
 
 
-def _unretrieved(task: asyncio.Task[Any]) -> bool:
-    """Whether nobody has looked at the task's exception yet (asyncio's own flag)."""
-    return bool(getattr(task, "_log_traceback", False))
+class _Recorder:
+    """A task factory that records the owner of each new task (Python 3.11).
+
+    Every keyword `create_task` passes (`context`, and `name` or
+    `eager_start` where a loop passes them) goes on unchanged to the
+    factory it wraps, or to `asyncio.Task`.
+    """
+
+    __slots__ = ("owned", "previous")
+
+    def __init__(
+        self,
+        owned: dict[pytest.Item, list[weakref.ref[asyncio.Task[Any]]]],
+        previous: Callable[..., asyncio.Future[Any]] | None,
+    ) -> None:
+        self.owned = owned
+        self.previous = previous
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        if self.previous is None:
+            task: asyncio.Future[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        else:
+            task = self.previous(loop, coro, **kwargs)
+        context = kwargs.get("context")
+        owner = OWNER.get() if context is None else context.get(OWNER)
+        if owner is not None and isinstance(task, asyncio.Task):
+            self.owned.setdefault(owner, []).append(weakref.ref(task))
+        return task
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Start attributing loop errors to `item` and fix its time limit."""
+    """Make sure the loop exists, attribute loop errors to `item`, fix its time limit.
+
+    The loop is made before any fixture, so sync code that asks for
+    `asyncio.get_event_loop()` gets the session loop.
+    """
     watch = get_watch(item.config)
-    if watch.current is not None:  # the last test's teardown failed before its check
-        _catch_up(watch)
+    watch.install(watch.runner.loop)
     watch.current = item
     watch.errors.clear()
-    marker = (
-        item.get_closest_marker(TIMEOUT_MARKER) if TIMEOUT_MARKER in marker_names(item) else None
-    )
+    marker = item.get_closest_marker(TIMEOUT_MARKER)
     if marker is not None:
         value = marker.args[0] if marker.args else marker.kwargs.get("seconds")
         try:
@@ -193,45 +235,34 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     watch.runner.item_timeout = timeout
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """After the fixtures' teardown (pytest's own implementation runs first): check.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """After the fixtures' teardown, report and cancel what the test left behind.
 
-    Not a hook wrapper, which costs pluggy a generator and a StopIteration
-    per test. When a fixture's teardown raised, pytest's implementation
-    raised too and this one did not run; `watch.current` still names the
-    test, and the next test's set-up or the end of the session checks it
-    (`_catch_up`).
+    In error mode the report fails the teardown; when a fixture's teardown
+    failed already, it is added to that error as a note.
     """
-    problems = _finish(item, get_watch(item.config), can_fail=True)
+    watch = get_watch(item.config)
+    try:
+        yield
+    except BaseException as exc:
+        for problem in _check_and_forget(item, watch):
+            exc.add_note(problem)
+        raise
+    problems = _check_and_forget(item, watch)
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Check the last test if its teardown failed (before the runner closes the loop)."""
-    watch = session.config.stash.get(WATCH_KEY, None)
-    if watch is not None and watch.current is not None:
-        _catch_up(watch)
-
-
-def _catch_up(watch: TaskWatch) -> None:
-    """Check a test whose teardown failed: its report is made, so problems are warnings."""
-    item = watch.current
-    if item is not None:
-        for message in _finish(item, watch, can_fail=False):
-            _warn_at(item, LoopExceptionWarning(message))
-
-
-def _finish(item: pytest.Item, watch: TaskWatch, *, can_fail: bool) -> list[str]:
+def _check_and_forget(item: pytest.Item, watch: TaskWatch) -> list[str]:
     """Check `item` and stop attributing loop errors to it, even if the check raises."""
     try:
-        return _check(item, watch, can_fail=can_fail)
+        return _check(item, watch)
     finally:
         watch.current = None
 
 
-def _check(item: pytest.Item, watch: TaskWatch, *, can_fail: bool) -> list[str]:
+def _check(item: pytest.Item, watch: TaskWatch) -> list[str]:
     """Report what `item` left behind; return the messages that are errors."""
     loop = watch.runner.made_loop
     if loop is None:
@@ -244,22 +275,35 @@ def _check(item: pytest.Item, watch: TaskWatch, *, can_fail: bool) -> list[str]:
                 "fixtures no longer work. Close only loops you created."
             )
         ]
-    transports = getattr(loop, "_transports", None)
-    if transports:
-        _abort_stale_transports(transports)
+    _abort_stale_transports(_spin.transports(loop))
     errors: list[str] = []
-    leaked = watch.leaked(item) if watch.owned else []
+    leaked = _let_finalizers_finish(loop, watch.pending(item, loop))
     if leaked:
         message = _cancel_and_describe(loop, item, leaked)
-        if watch.mode == "error" and can_fail:
+        if watch.mode == "error":
             errors.append(message)
         else:
             _warn_at(item, LeakedTaskWarning(message))
-    if watch.errors:
-        for context in watch.errors:
-            _warn_at(item, LoopExceptionWarning(_describe_error(item, context)))
-        watch.errors.clear()
+    for context in watch.errors:
+        _warn_at(item, LoopExceptionWarning(_describe_error(item, context)))
+    watch.errors.clear()
     return errors
+
+
+def _let_finalizers_finish(
+    loop: asyncio.AbstractEventLoop, pending: list[asyncio.Task[Any]]
+) -> list[asyncio.Task[Any]]:
+    """Let asyncio close the async generators the test dropped; return the other tasks.
+
+    A test that breaks out of an `async for` drops its generator, and
+    asyncio's finalizer runs the generator's `aclose()` as a task, which
+    may still be pending at teardown. Those tasks get `FINALIZER_GRACE`
+    seconds to finish; one still pending then is a leak like any other.
+    """
+    closing = [task for task in pending if isinstance(task.get_coro(), _ACLOSE)]
+    if closing:
+        loop.run_until_complete(asyncio.wait(closing, timeout=FINALIZER_GRACE))
+    return [task for task in pending if not task.done()]
 
 
 def _abort_stale_transports(transports: Mapping[int, asyncio.Transport]) -> None:
@@ -312,7 +356,7 @@ def _describe_task(task: asyncio.Task[Any]) -> str:
     frame = getattr(coro, "cr_frame", None)
     where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
     text = f"  - {task.get_name()} running {name}(){where}"
-    source = getattr(task, "_source_traceback", None)
+    source = _spin.creation_stack(task)
     if source:
         created = "".join(traceback.format_list(source[-3:])).rstrip()
         text += "\n    created at:\n" + "\n".join("    " + line for line in created.splitlines())
@@ -331,5 +375,8 @@ def _describe_error(item: pytest.Item, context: dict[str, Any]) -> str:
 
 
 WATCH_KEY = pytest.StashKey[TaskWatch]()
-#: The session's TaskWatch (`config.stash[WATCH_KEY]`).
-get_watch = LastConfig(WATCH_KEY)
+
+
+def get_watch(config: pytest.Config) -> TaskWatch:
+    """The session's TaskWatch."""
+    return config.stash[WATCH_KEY]

@@ -78,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    parser.addini(
+        "oneloop_fast_loop",
+        "Drive asyncio's own loop without run_until_complete's extra turn (default); "
+        "false: through run_until_complete, asyncio's public API only.",
+        type="bool",
+        default=True,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -94,14 +101,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def loop_settings(config: pytest.Config) -> LoopSettings:
-    """The loop factory and debug flag, command line first, then ini."""
+    """The loop factory, debug flag and driver choice, command line first, then ini."""
     spec = config.getoption("oneloop_loop_factory") or config.getini("oneloop_loop_factory")
     spec = spec.strip() if isinstance(spec, str) else ""
     debug = config.getoption("oneloop_debug")
     if debug is None:
         debug = bool(config.getini("oneloop_debug"))
     factory = load_loop_factory(spec) if spec else None
-    return LoopSettings(factory=factory, factory_spec=spec or None, debug=bool(debug))
+    return LoopSettings(
+        factory=factory,
+        factory_spec=spec or None,
+        debug=bool(debug),
+        fast=bool(config.getini("oneloop_fast_loop")),
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
