@@ -192,12 +192,11 @@ def test_a_task_factory_of_the_user_makes_every_task_and_leaks_are_still_found(
 def test_a_test_whose_fixture_teardown_failed_is_still_checked_for_leaks(
     pytester: pytest.Pytester,
 ) -> None:
-    """The leak check runs after pytest's teardown; when that raised, it catches up.
+    """When a fixture's teardown raised, the leak check still runs in that teardown.
 
-    The task `test_first` leaked is cancelled before `test_second` runs and
-    reported as a warning against `test_first` (its teardown already
-    failed), in error mode too; the same holds for the last test, at the
-    end of the session.
+    The task `test_first` leaked is cancelled before `test_second` runs, and
+    in error mode its report is part of `test_first`'s teardown error, not
+    a warning; the same holds for the last test of the session.
     """
     pytester.makepyfile(
         """
@@ -233,6 +232,7 @@ def test_a_test_whose_fixture_teardown_failed_is_still_checked_for_leaks(
             "*test_last left 1 task(s) pending after its teardown; they were cancelled*",
         ]
     )
+    result.stdout.no_fnmatch_line("*Warning*")
 
 
 def test_invalid_leaked_tasks_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -584,6 +584,52 @@ def test_hypothesis_runs_every_example_on_the_session_loop(pytester: pytest.Pyte
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_shrinks(*", "*n=10,*"])
+
+
+def test_each_case_of_a_parametrized_given_test_owns_its_own_tasks(
+    pytester: pytest.Pytester,
+) -> None:
+    """A task leaked by the second case of a parametrized `@given` test is blamed on that case."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+        held = []
+
+        @pytest.mark.parametrize("case", ["a", "b"])
+        @settings(max_examples=2, database=None)
+        @given(st.integers())
+        async def test_h(case, n):
+            if case == "b" and not held:
+                held.append(asyncio.create_task(asyncio.Event().wait()))
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*test_h[[]b[]] left 1 task(s) pending after its teardown*"])
+    assert "test_h[a] left" not in result.stdout.str()
+
+
+def test_a_given_test_keeps_its_time_limit_across_its_examples(pytester: pytest.Pytester) -> None:
+    """`async_timeout` bounds an async `@given` test: its examples share the test's limit."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        from hypothesis import given, settings, strategies as st
+
+        @pytest.mark.async_timeout(0.5)
+        @settings(max_examples=3, deadline=None, database=None)
+        @given(st.integers())
+        async def test_slow(n):
+            await asyncio.sleep(2)
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_slow timed out after 0.5s and was cancelled*"])
 
 
 def test_xdist_gives_each_worker_its_own_loop_with_the_same_results(
