@@ -143,7 +143,7 @@ def pytest_fixture_setup(
     owner = item if fixturedef.scope == "function" else None
     make = _coroutine_fixture if kind == "coroutine" else _asyncgen_fixture
     standin = make(fixturedef.argname, bound, owner, request)
-    standin.__wrapped__ = func  # type: ignore[attr-defined]  # for hooks that unwrap it
+    standin.__wrapped__ = func  # type: ignore[union-attr]  # for hooks that unwrap it
     _compat.set_fixture_function(fixturedef, standin)
     try:
         return (yield)
