@@ -310,6 +310,48 @@ def test_one_loop_serves_every_test_fixture_and_module(pytester: pytest.Pytester
     pytester.runpytest().assert_outcomes(passed=8)
 
 
+def test_sync_fixtures_and_tests_asking_for_the_loop_get_the_session_loop(
+    pytester: pytest.Pytester,
+) -> None:
+    """`asyncio.get_event_loop()` in sync code, before any async test, is the session loop.
+
+    With warnings as errors: asking for the loop when none is set is
+    deprecated on 3.12 and an error on 3.14.
+    """
+    pytester.makeconftest(
+        """
+        import asyncio
+        import pytest
+
+        seen = []
+
+        @pytest.fixture(scope="session")
+        def sync_session_fixture():
+            seen.append(asyncio.get_event_loop())
+
+        @pytest.fixture
+        def sync_fixture(sync_session_fixture):
+            seen.append(asyncio.get_event_loop())
+        """
+    )
+    pytester.makepyfile(
+        """
+        import asyncio
+        from conftest import seen
+
+        def test_sync_first(sync_fixture):
+            seen.append(asyncio.get_event_loop())
+            assert not seen[0].is_closed()
+
+        async def test_async_later(sync_fixture):
+            assert seen == [asyncio.get_running_loop()] * 4
+        """
+    )
+    for args in ((), ("--loop-factory", "asyncio:new_event_loop")):
+        result = pytester.runpytest("-p", "no:randomly", "-W", "error", *args)
+        result.assert_outcomes(passed=2)
+
+
 def test_contextvars_flow_from_fixtures_and_never_leak_between_tests(
     pytester: pytest.Pytester,
 ) -> None:

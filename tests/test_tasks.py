@@ -189,6 +189,84 @@ def test_a_task_factory_of_the_user_makes_every_task_and_leaks_are_still_found(
     assert "test_marked left" not in result.stdout.str()
 
 
+def test_task_names_and_keywords_reach_the_task_whatever_makes_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """Default names, `name=`, `context=` and a user's task factory all work with the leak check.
+
+    Run on asyncio's loop and (in `make test`) on uvloop.
+    """
+    pytester.makepyfile(
+        """
+        import asyncio
+        import contextvars
+
+        var = contextvars.ContextVar("var", default="outer")
+
+        async def value():
+            return var.get()
+
+        async def test_names_and_context():
+            default = asyncio.create_task(asyncio.sleep(0))
+            named = asyncio.create_task(asyncio.sleep(0), name="mine")
+            context = contextvars.copy_context()
+            context.run(var.set, "inner")
+            in_context = asyncio.get_running_loop().create_task(value(), context=context)
+            assert default.get_name().startswith("Task-")
+            assert named.get_name() == "mine"
+            assert await in_context == "inner"
+            await asyncio.gather(default, named)
+
+        async def test_leaks_keep_their_name():
+            asyncio.create_task(asyncio.Event().wait(), name="the-leak")
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*test_leaks_keep_their_name left 1 task(s)*", "*- the-leak running*"]
+    )
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("asyncio"), "eager_task_factory"),
+    reason="asyncio.eager_task_factory is new in Python 3.12",
+)
+def test_eager_task_factory_runs_tasks_eagerly_and_leaks_are_still_found(
+    pytester: pytest.Pytester,
+) -> None:
+    """With 3.12's `eager_task_factory` from the loop factory, tasks start eagerly, leaks count."""
+    pytester.syspathinsert()
+    pytester.makepyfile(
+        eager_loop="""
+        import asyncio
+
+        def new_event_loop():
+            loop = asyncio.new_event_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)
+            return loop
+        """
+    )
+    pytester.makepyfile(
+        test_eager="""
+        import asyncio
+
+        async def quick():
+            return 1
+
+        async def test_eager():
+            task = asyncio.create_task(quick())
+            assert task.done()
+
+        async def test_leaks():
+            asyncio.create_task(asyncio.Event().wait())
+        """
+    )
+    result = pytester.runpytest("--loop-factory", "eager_loop:new_event_loop", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(["*test_leaks left 1 task(s) pending after its teardown*"])
+
+
 def test_a_test_whose_fixture_teardown_failed_is_still_checked_for_leaks(
     pytester: pytest.Pytester,
 ) -> None:
