@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import pytest
 
 from pytest_oneloop import _compat
+from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import OWNER, AsyncFixtureError, AsyncGenFixture, get_runner
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from pytest_oneloop._runner import SessionRunner
 
 _MISSING = object()
-_FOREIGN_MARKERS = ("anyio", "trio")
+_FOREIGN_MARKERS = frozenset(("anyio", "trio"))
 
 
 def async_kind(func: object) -> Literal["coroutine", "asyncgen"] | None:
@@ -41,8 +42,8 @@ def async_kind(func: object) -> Literal["coroutine", "asyncgen"] | None:
 
 def is_foreign(item: pytest.Item) -> bool:
     """Whether the test belongs to anyio's or trio's plugin rather than to us."""
-    return "anyio_backend" in getattr(item, "fixturenames", ()) or any(
-        item.get_closest_marker(name) is not None for name in _FOREIGN_MARKERS
+    return "anyio_backend" in getattr(item, "fixturenames", ()) or not _FOREIGN_MARKERS.isdisjoint(
+        marker_names(item)
     )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_oneloop import _spin
+from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import OWNER, get_runner
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
 
@@ -223,7 +224,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     watch.install(watch.runner.loop)
     watch.current = item
     watch.errors.clear()
-    marker = item.get_closest_marker(TIMEOUT_MARKER)
+    marker = (
+        item.get_closest_marker(TIMEOUT_MARKER) if TIMEOUT_MARKER in marker_names(item) else None
+    )
     if marker is not None:
         value = marker.args[0] if marker.args else marker.kwargs.get("seconds")
         try:
