@@ -158,7 +158,7 @@ def test_the_loop_factory_hook_makes_the_session_loop(pytester: pytest.Pytester)
     result = pytester.runpytest()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        ["oneloop: loop='custom' (loops:LoopA) from pytest_asyncio_loop_factories"]
+        ["oneloop: loop='custom' (loops.LoopA) from pytest_asyncio_loop_factories"]
     )
 
 
@@ -224,8 +224,8 @@ def test_tests_given_different_loops_by_the_hook_stop_the_run_naming_them(
         [
             (
                 "ERROR: oneloop: pytest_asyncio_loop_factories gives the selected tests different "
-                "event loops: 'a' (loops:LoopA) for a/test_a.py::test_loop; "
-                "'b' (loops:LoopB) for b/test_b.py::test_loop. pytest-oneloop runs every test "
+                "event loops: 'a' (loops.LoopA) for a/test_a.py::test_loop; "
+                "'b' (loops.LoopB) for b/test_b.py::test_loop. pytest-oneloop runs every test "
                 "of a session on one loop: run these tests in separate pytest sessions, "
                 "or make the hook return the same factory."
             )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_oneloop._hooks import is_foreign
-from pytest_oneloop._runner import get_runner
+from pytest_oneloop._runner import describe_factory, get_runner
 
 if TYPE_CHECKING:
     import asyncio
@@ -158,12 +158,6 @@ def _select(item: pytest.Item, factories: dict[str, LoopFactory]) -> dict[str, L
     return {name: factories[name] for name in names if name in factories}
 
 
-def _describe(factory: LoopFactory) -> str:
-    module = getattr(factory, "__module__", None) or type(factory).__module__
-    name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
-    return f"{module}:{name}"
-
-
 def _list_items(nodeids: list[str]) -> str:
     shown = ", ".join(nodeids[:_SHOWN_ITEMS])
     more = len(nodeids) - _SHOWN_ITEMS
@@ -222,7 +216,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if len(uses) > 1:
         which = "; ".join(
-            f"{name!r} ({_describe(factory)}) for {_list_items(nodeids)}"
+            f"{name!r} ({describe_factory(factory)}) for {_list_items(nodeids)}"
             for name, factory, nodeids in uses
         )
         raise pytest.UsageError(
@@ -236,8 +230,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"oneloop: {_HOOK} names the loop factory {name!r} for {_list_items(nodeids)}, "
             "but the session loop was already created before collection finished."
         )
-    runner.use_loop_factory(factory, _describe(factory))
-    config.stash[_CHOICE] = f"{name!r} ({_describe(factory)})"
+    described = describe_factory(factory)
+    runner.use_loop_factory(factory, described)
+    config.stash[_CHOICE] = f"{name!r} ({described})"
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
