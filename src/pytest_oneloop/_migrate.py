@@ -36,6 +36,7 @@ import pytest
 
 from pytest_oneloop._hooks import is_foreign
 from pytest_oneloop._runner import describe_factory, get_runner
+from pytest_oneloop.plugin import PYTEST_ASYNCIO_NAMES
 
 if TYPE_CHECKING:
     import asyncio
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
-_PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
 _HOOK = "pytest_asyncio_loop_factories"
 _NO_EFFECT = "Accepted for pytest-asyncio compatibility; no effect with pytest-oneloop."
 _SHOWN_ITEMS = 3
@@ -85,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
     """Declare the options and the hookspec, unless pytest-asyncio is here to do it."""
     pluginmanager = early_config.pluginmanager
-    if any(pluginmanager.has_plugin(name) for name in _PYTEST_ASYNCIO_NAMES):
+    if any(pluginmanager.has_plugin(name) for name in PYTEST_ASYNCIO_NAMES):
         return
     group = parser.getgroup("asyncio", "pytest-asyncio options accepted by pytest-oneloop")
     # A plugin that stubs pytest-asyncio may have declared them in this group.
