@@ -201,6 +201,7 @@ def test_a_missing_metadata_setting_fails_db_tests_with_one_clear_error(
     ("spec", "problem"),
     [
         ("models", "expected 'package.module:Base', for example 'myapp.models:Base'"),
+        (".models:Base", "expected 'package.module:Base', for example 'myapp.models:Base'"),
         ("no_such_module:Base", "cannot import module 'no_such_module' (*)"),
         ("models:Nothing", "module 'models' has no attribute 'Nothing'"),
         (
