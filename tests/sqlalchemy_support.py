@@ -168,11 +168,35 @@ FACTORIES = textwrap.dedent(
 )
 
 
+# What the inner tests count rows with.
+HELPERS = textwrap.dedent(
+    """
+    from sqlalchemy import func, select
+
+    from models import User
+
+
+    async def count(session, model):
+        return await session.scalar(select(func.count()).select_from(model))
+
+
+    async def count_users(session):
+        return await count(session, User)
+    """
+)
+
+# The inner test that follows one that wrote: the rollback left it nothing.
+SEES_NOTHING = """
+async def test_sees_nothing(db_session):
+    assert await count_users(db_session) == 0
+"""
+
+
 def make_project(
     pytester: pytest.Pytester, url: str | None, *ini_lines: str, metadata: str = "models:Base"
 ) -> None:
-    """Write models.py, factories.py and an ini file pointing at them and at `url`."""
-    pytester.makepyfile(models=MODELS, factories=FACTORIES)
+    """Write models.py, factories.py, helpers.py and an ini file pointing at them and at `url`."""
+    pytester.makepyfile(models=MODELS, factories=FACTORIES, helpers=HELPERS)
     lines = [
         "[pytest]",
         "addopts = -p no:cacheprovider",
@@ -182,6 +206,17 @@ def make_project(
         *ini_lines,
     ]
     pytester.makeini("\n".join(lines) + "\n")
+
+
+def run_inner(pytester: pytest.Pytester, *sources: str, **outcomes: int) -> pytest.RunResult:
+    """Run `sources`, one after the other, as the inner test module; check the outcomes.
+
+    Without `outcomes`, the one test in it must pass.
+    """
+    pytester.makepyfile(test_inner="\n\n".join(textwrap.dedent(source) for source in sources))
+    result = pytester.runpytest()
+    result.assert_outcomes(**(outcomes or {"passed": 1}))
+    return result
 
 
 def pg_server_url() -> str:

@@ -36,15 +36,20 @@ def assert_never_shown(result: pytest.RunResult, secret: str) -> None:
     assert secret not in output
 
 
-def test_the_plugin_loads_no_database_library_until_a_db_fixture_is_set_up(
-    pytester: pytest.Pytester,
-) -> None:
-    """Importing the plugin and running non-DB tests import no DB library; a DB fixture does."""
+def plain_and_db_tests(pytester: pytest.Pytester) -> None:
+    """A project without a URL, with a plain async test and a DB test in modules of their own."""
     support.make_project(pytester, None)
     pytester.makepyfile(
         test_plain="async def test_plain():\n    pass\n",
         test_db=textwrap.dedent(DB_TEST),
     )
+
+
+def test_the_plugin_loads_no_database_library_until_a_db_fixture_is_set_up(
+    pytester: pytest.Pytester,
+) -> None:
+    """Importing the plugin and running non-DB tests import no DB library; a DB fixture does."""
+    plain_and_db_tests(pytester)
     script = textwrap.dedent(
         f"""
         import sys
@@ -75,11 +80,7 @@ def test_without_sqlalchemy_installed_async_tests_run_and_db_fixtures_name_the_e
     pytester: pytest.Pytester,
 ) -> None:
     """With SQLAlchemy missing, plain async tests pass and DB tests say what to install."""
-    support.make_project(pytester, None)
-    pytester.makepyfile(
-        test_plain="async def test_plain():\n    pass\n",
-        test_db=textwrap.dedent(DB_TEST),
-    )
+    plain_and_db_tests(pytester)
     script = textwrap.dedent(
         """
         import sys
