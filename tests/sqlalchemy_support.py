@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import importlib
 import os
-import sys
 import textwrap
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -57,6 +56,12 @@ for _module in (
         importlib.import_module(_module)
 
 PG_ENV = "ONELOOP_TEST_PG_URL"
+
+# How to install each driver the tests use, for the reason of a skip.
+INSTALL_DRIVER = {
+    "asyncpg": "pip install 'pytest-oneloop[postgres]'",
+    "psycopg": "pip install 'psycopg[binary]'",
+}
 
 # Every backend the behaviours are proven on; PostgreSQL only with --integration.
 BACKENDS = [
@@ -219,8 +224,25 @@ def run_inner(pytester: pytest.Pytester, *sources: str, **outcomes: int) -> pyte
     return result
 
 
+def require_driver(module: str) -> None:
+    """Skip the test when the database driver `module` cannot be imported.
+
+    asyncpg comes with the `[postgres]` extra and psycopg with the test
+    dependencies: a clone without them skips the tests that need them, and
+    says what to install, rather than failing.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        install = INSTALL_DRIVER.get(module, f"pip install {module}")
+        pytest.skip(f"{module} cannot be imported ({exc}): {install}")
+
+
 def pg_server_url() -> str:
-    """The PostgreSQL URL of the test server; fails the test when it is not set."""
+    """The PostgreSQL URL of the test server; fails the test when it is not set.
+
+    The test is skipped when the URL's driver is not installed.
+    """
     url = os.environ.get(PG_ENV)
     if not url:
         pytest.fail(
@@ -228,6 +250,7 @@ def pg_server_url() -> str:
             f'Run `make test`, or export {PG_ENV}="$(bash scripts/ensure-postgres.sh)".',
             pytrace=False,
         )
+    require_driver(make_url(url).get_driver_name())
     return url
 
 
@@ -251,8 +274,8 @@ def database(backend: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
         return
     server = make_url(pg_server_url())
-    if backend == "psycopg" and "psycopg" not in sys.modules:
-        pytest.fail("psycopg is not installed: pip install 'psycopg[binary]'", pytrace=False)
+    if backend == "psycopg":
+        require_driver("psycopg")
     name = f"oneloop_t_{uuid.uuid4().hex[:12]}"
     autocommit(server, f'CREATE DATABASE "{name}"')
     try:

@@ -262,6 +262,7 @@ def test_an_unreachable_server_fails_db_tests_with_one_clear_error_and_no_passwo
     pytester: pytest.Pytester,
 ) -> None:
     """Connection refused: every DB test errors with one message, a plain test still passes."""
+    support.require_driver("asyncpg")
     support.make_project(pytester, UNREACHABLE)
     pytester.makepyfile(
         """
@@ -287,6 +288,40 @@ def test_an_unreachable_server_fails_db_tests_with_one_clear_error_and_no_passwo
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert_never_shown(result, SECRET)
+
+
+def test_without_asyncpg_the_tests_that_need_it_are_skipped_not_failed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone without the [postgres] extra: this suite's PostgreSQL tests skip, saying why."""
+    pytester.makepyfile(no_asyncpg="import sys\n\nsys.modules['asyncpg'] = None\n")
+    # Never reached: the tests must skip before they connect to anything.
+    monkeypatch.setenv(support.PG_ENV, UNREACHABLE)
+    tests = Path(__file__).parent
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no_asyncpg",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        f"{tests / 'test_sqlalchemy_engine.py'}::"
+        "test_an_unreachable_server_fails_db_tests_with_one_clear_error_and_no_password",
+        f"{tests / 'test_sqlalchemy_engine.py'}::"
+        "test_a_wrong_password_fails_with_one_clear_error_that_never_shows_it",
+        f"{tests / 'test_sqlalchemy_session.py'}::"
+        "test_what_a_test_commits_is_gone_before_the_next_test[postgresql]",
+        f"{tests / 'test_sqlalchemy_session.py'}::"
+        "test_what_a_test_commits_is_gone_before_the_next_test[psycopg]",
+        timeout=300,
+    )
+    result.assert_outcomes(skipped=4)
+    reason = (
+        "asyncpg cannot be imported (import of asyncpg halted; None in sys.modules): "
+        "pip install 'pytest-oneloop[postgres]'"
+    )
+    skips = [line for line in result.outlines if line.startswith("SKIPPED ")]
+    assert skips, result.stdout.str()
+    assert all(line.endswith(f": {reason}") for line in skips), skips
 
 
 @pytest.mark.parametrize(
