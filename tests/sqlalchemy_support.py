@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
 # The drivers and dialects are imported before any pytester run: pytester
@@ -213,13 +213,16 @@ def make_project(
     pytester.makeini("\n".join(lines) + "\n")
 
 
-def run_inner(pytester: pytest.Pytester, *sources: str, **outcomes: int) -> pytest.RunResult:
+def run_inner(
+    pytester: pytest.Pytester, *sources: str, args: Sequence[str] = (), **outcomes: int
+) -> pytest.RunResult:
     """Run `sources`, one after the other, as the inner test module; check the outcomes.
 
-    Without `outcomes`, the one test in it must pass.
+    `args` go to pytest's command line. Without `outcomes`, the one test in
+    it must pass.
     """
     pytester.makepyfile(test_inner="\n\n".join(textwrap.dedent(source) for source in sources))
-    result = pytester.runpytest()
+    result = pytester.runpytest(*args)
     result.assert_outcomes(**(outcomes or {"passed": 1}))
     return result
 

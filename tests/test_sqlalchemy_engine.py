@@ -219,9 +219,7 @@ def test_a_wrong_metadata_setting_fails_with_what_is_wrong_with_it(
 ) -> None:
     """Each way oneloop_db_metadata can be wrong gets its own message naming the value."""
     support.make_project(pytester, None, metadata=spec)
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, errors=1)
     if spec == "models:User.name":
         result.stdout.fnmatch_lines(["*oneloop: oneloop_db_metadata 'models:User.name' is *"])
     else:
@@ -363,9 +361,7 @@ def test_an_invalid_url_fails_with_one_clear_error_and_no_password(
 ) -> None:
     """Unparseable URLs, bad ports, unknown dialects and sync drivers each get one clear error."""
     support.make_project(pytester, url)
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest("-l", "--tb=long")
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, args=("-l", "--tb=long"), errors=1)
     result.stdout.fnmatch_lines([f"*{message}"])
     assert_never_shown(result, SECRET)
 
@@ -378,9 +374,7 @@ def test_a_wrong_password_fails_with_one_clear_error_that_never_shows_it(
     server = make_url(support.pg_server_url())
     wrong = f"{support.pg_password()}-{SECRET}"
     support.make_project(pytester, support.full_url(server.set(password=wrong)))
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest("-l", "--tb=long", "-vv")
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, args=("-l", "--tb=long", "-vv"), errors=1)
     result.stdout.fnmatch_lines(
         [
             (
@@ -469,9 +463,7 @@ def test_a_db_metadata_override_of_the_wrong_type_fails_clearly(pytester: pytest
             return 42
         """
     )
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, errors=1)
     result.stdout.fnmatch_lines(
         [
             (
@@ -496,9 +488,7 @@ def test_tables_that_cannot_be_created_fail_with_one_clear_error(
         Table("broken", metadata, Column("x", Integer), CheckConstraint("x >>> 1"))
         """
     )
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, errors=1)
     result.stdout.fnmatch_lines(
         [
             (
