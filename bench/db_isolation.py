@@ -24,8 +24,9 @@ and dropped at the end). Each round runs the flavours one after the other,
 after a warm-up round that is thrown away (it writes the bytecode caches,
 which the runs are allowed to do), and the wall time of the whole
 pytest subprocess is taken from outside: nothing is timed inside the tests.
-A run that does not end with exactly `N passed` stops the benchmark. The
-targets: rollback / none <= 1.3 and schema / rollback >= 5.
+A run that does not end with exactly `N passed` stops the benchmark. It
+prints the ratios rollback / none and schema / rollback: a comparison,
+with no target to meet.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ from pathlib import Path
 
 FLAVOURS = ("rollback", "none", "schema")
 TESTS_PER_MODULE = 50
-TARGET_OVERHEAD = 1.3
-TARGET_SPEEDUP = 5.0
 
 MODELS = """
 from sqlalchemy import DateTime, ForeignKey, String, func
@@ -215,14 +214,8 @@ def measure(workdir: Path, backend: str, url: str, plan: Plan) -> None:
     speedup = wall["schema"] / wall["rollback"]
     cpu_overhead = cpu["rollback"] / cpu["none"]
     cpu_speedup = cpu["schema"] / cpu["rollback"]
-    print(
-        f"  rollback / none   = {overhead:.2f} wall, {cpu_overhead:.2f} cpu "
-        f"(target <= {TARGET_OVERHEAD}: {'met' if overhead <= TARGET_OVERHEAD else 'MISSED'})"
-    )
-    print(
-        f"  schema / rollback = {speedup:.2f} wall, {cpu_speedup:.2f} cpu "
-        f"(target >= {TARGET_SPEEDUP}: {'met' if speedup >= TARGET_SPEEDUP else 'MISSED'})"
-    )
+    print(f"  rollback / none   = {overhead:.2f} wall, {cpu_overhead:.2f} cpu")
+    print(f"  schema / rollback = {speedup:.2f} wall, {cpu_speedup:.2f} cpu")
 
 
 async def _autocommit(url: str, statement: str) -> None:

@@ -1,4 +1,4 @@
-"""Instructions per test, counted by valgrind: a steady yardstick for the plugin's own cost.
+"""Instructions per test, counted by valgrind: the yardstick for the plugin's own cost.
 
 Wall time on a shared machine moves by 10 to 20 % from one run to the next,
 more than most changes to the plugin's hot path are worth. This counts the
@@ -18,8 +18,7 @@ without pytest's fixed start-up, and their ratio.
 It needs valgrind (Debian: `apt-get install valgrind`) and the venvs of a
 previous `make bench` or `python3 bench/overhead.py --quick`. Instructions
 are not time: a cache miss or a system call costs more than its count says,
-so `make bench` stays the measure of record; this one is for comparing two
-versions of the plugin.
+which is why `make bench` compares the plugin with its peers in wall time.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Overhead of pytest-oneloop against its peers, measured side by side in one run.
+"""pytest-oneloop and its peers on the same async suite, side by side, in wall time.
 
 The same suite is generated in four flavours: `sync` (the floor: the same
 tests and fixtures without `async`), `oneloop`, `pytest-asyncio` and `anyio`.
@@ -6,16 +6,15 @@ Each flavour runs in its own virtualenv under `bench/.cache/`, with the same
 pinned pytest, and the flavours run interleaved (A B C D A B C D ...) so that
 a noisy neighbour slows them all alike. Wall time is taken around each pytest
 subprocess, with the CPU time it used beside it (steadier on a shared
-machine); nothing is timed inside the tests.
+machine); nothing is timed inside the tests. The report is each flavour's
+ratio to the floor: a comparison, with no target to meet. The plugin's own
+cost is counted in instructions by `bench/instructions.py`, which uses this
+script's suite and venvs.
 
-Also measured: the start-up cost of the plugin (`--collect-only` on a
-one-test suite with and without `-p no:oneloop`), how oneloop's per-test cost
-scales from 1,000 to 10,000 tests, and, when `bench/db_isolation.py` exists,
-its own report.
+When `bench/db_isolation.py` exists, it runs last and its report is kept.
 
 Run it with `make bench`, or `python3 bench/overhead.py --quick` for a smoke
-run. The driver uses the standard library only; matplotlib, for the chart,
-lives in a tooling venv of its own.
+run. The driver uses the standard library only.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -47,16 +46,10 @@ DB_SCRIPT = BENCH / "db_isolation.py"
 
 # The one pin: every flavour runs exactly this pytest.
 PYTEST = "pytest==9.2.0"
-MATPLOTLIB = "matplotlib>=3.8,<4"
 PIP = ("-m", "pip", "install", "--disable-pip-version-check", "-q")
 RUN_TIMEOUT = 900
 INSTALL_TIMEOUT = 900
-SCALING_TESTS_PER_MODULE = 100
 DISTRIBUTIONS = ("pytest", "pytest-oneloop", "pytest-asyncio", "anyio")
-
-ONELOOP_TARGET = 1.10
-STARTUP_TARGET_MS = 30.0
-SCALING_TARGET = 0.15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,21 +98,8 @@ def client(service):
     service["calls"] -= 1
 """
 
-ASYNC_CONFTEST = """\
-import pytest
-
-
-@pytest.fixture(scope="session")
-async def service():
-    return {"calls": 0}
-
-
-@pytest.fixture
-async def client(service):
-    service["calls"] += 1
-    yield service
-    service["calls"] -= 1
-"""
+# The same fixtures, each an `async def`.
+ASYNC_CONFTEST = SYNC_CONFTEST.replace("def ", "async def ")
 
 ANYIO_BACKEND = """
 
@@ -183,11 +163,11 @@ def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
 
 
-def run(command: Sequence[str | Path], *, cwd: Path = ROOT, timeout: int = RUN_TIMEOUT) -> str:
-    """Run `command`; return its stdout, or stop with its output if it failed."""
+def run(command: Sequence[str | Path], *, timeout: int = RUN_TIMEOUT) -> str:
+    """Run `command` in the checkout; return its stdout, or stop with its output if it failed."""
     proc = subprocess.run(
         [str(part) for part in command],
-        cwd=cwd,
+        cwd=ROOT,
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -217,23 +197,6 @@ def ensure_venv(venv: Path, requirements: Sequence[str]) -> None:
     stamp.write_text(wanted)
 
 
-def prepare_flavour(venv: Path, flavour: Flavour) -> dict[str, str]:
-    """Install `flavour` in its venv and return the versions of what is in it."""
-    print(f"  {flavour.name}: {venv}", flush=True)
-    ensure_venv(venv, [PYTEST])
-    if flavour.name == "oneloop":
-        # Non-editable and reinstalled on every run: the wheel of the current tree.
-        run([python_of(venv), *PIP, "--force-reinstall", "--no-deps", *flavour.install])
-    elif flavour.install:
-        # The peers are measured at their latest release that supports the pin.
-        run([python_of(venv), *PIP, "--upgrade", PYTEST, *flavour.install])
-    versions = installed_versions(venv)
-    others = [name for name in DISTRIBUTIONS[1:] if name != flavour.plugin and name in versions]
-    if others or versions.get("pytest") != PYTEST.partition("==")[2]:
-        sys.exit(f"bench: the {flavour.name} venv holds the wrong packages: {versions}")
-    return versions
-
-
 VERSIONS_SNIPPET = """\
 import importlib.metadata, json, sys
 found = {}
@@ -246,11 +209,21 @@ print(json.dumps(found))
 """
 
 
-def installed_versions(venv: Path) -> dict[str, str]:
-    """Which of the distributions that matter here the venv holds, by version."""
-    output = run([python_of(venv), "-c", VERSIONS_SNIPPET, *DISTRIBUTIONS])
-    versions: dict[str, str] = json.loads(output)
-    return versions
+def prepare_flavour(venv: Path, flavour: Flavour) -> str:
+    """Install `flavour` in its venv; return its plugin and version, e.g. `anyio 4.16.0`."""
+    print(f"  {flavour.name}: {venv}", flush=True)
+    ensure_venv(venv, [PYTEST])
+    if flavour.name == "oneloop":
+        # Non-editable and reinstalled on every run: the wheel of the current tree.
+        run([python_of(venv), *PIP, "--force-reinstall", "--no-deps", *flavour.install])
+    elif flavour.install:
+        # The peers are measured at their latest release that supports the pin.
+        run([python_of(venv), *PIP, "--upgrade", PYTEST, *flavour.install])
+    versions = json.loads(run([python_of(venv), "-c", VERSIONS_SNIPPET, *DISTRIBUTIONS]))
+    others = [name for name in DISTRIBUTIONS[1:] if name != flavour.plugin and name in versions]
+    if others or versions.get("pytest") != PYTEST.partition("==")[2]:
+        sys.exit(f"bench: the {flavour.name} venv holds the wrong packages: {versions}")
+    return f"{flavour.plugin} {versions[flavour.plugin]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,170 +280,35 @@ def locked(cache: Path) -> Iterator[None]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Stats:
-    """Median, min and max of some durations, in seconds."""
-
-    median: float
-    low: float
-    high: float
-    #: Every measured round, in order: round i of one case ran beside round i of the others.
-    samples: tuple[float, ...] = ()
-
-    @classmethod
-    def of(cls, samples: Sequence[float]) -> Stats:
-        """Summarise `samples`."""
-        return cls(statistics.median(samples), min(samples), max(samples), tuple(samples))
-
-
-@dataclasses.dataclass(frozen=True)
-class Measured:
-    """The wall and CPU times of the measured rounds of one case."""
-
-    wall: Stats
-    cpu: Stats
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One pytest command to time: in which venv, on which suite, and what it must report."""
-
-    key: str
-    venv: Path
-    suite: Path
-    expect: str
-    extra: tuple[str, ...] = ()
-
-
-def interleave(cases: Sequence[Case], rounds: int) -> dict[str, Measured]:
-    """Run every case once per round, in order, after one warm-up round that is not kept."""
-    samples: dict[str, list[Timing]] = {case.key: [] for case in cases}
-    for round_ in range(rounds + 1):
-        shown = []
-        for case in cases:
-            timing = run_pytest(case.venv, case.suite, case.extra, case.expect)
-            shown.append(f"{case.key} {timing.wall:.3f}s")
-            if round_:
-                samples[case.key].append(timing)
-        label = f"round {round_}/{rounds}" if round_ else "warm-up"
-        print(f"  {label}: {', '.join(shown)}", flush=True)
-    return {
-        key: Measured(
-            Stats.of([timing.wall for timing in timings]),
-            Stats.of([timing.cpu for timing in timings]),
-        )
-        for key, timings in samples.items()
-    }
-
-
-@dataclasses.dataclass(frozen=True)
 class Settings:
     """What to run, from the command line."""
 
     tests: int
     modules: int
     rounds: int
-    side_rounds: int
-    startup_rounds: int
-    scaling_sizes: tuple[int, int]
+    db_rounds: int
     db_tests: int
     cache: Path
     out: Path
 
 
-def measure_overhead(settings: Settings, venvs: dict[str, Path]) -> dict[str, Measured]:
-    """Every flavour's suite, the flavours interleaved."""
-    cases = []
+def measure(settings: Settings, venvs: dict[str, Path]) -> dict[str, list[Timing]]:
+    """Every flavour's suite once per round, in order, after one warm-up round that is not kept."""
+    suites = {}
     for flavour in FLAVOURS:
-        suite = settings.cache / "suites" / f"overhead-{flavour.name}"
-        write_suite(suite, flavour.name, settings.tests, settings.modules)
-        cases.append(Case(flavour.name, venvs[flavour.name], suite, passed(settings.tests)))
-    return interleave(cases, settings.rounds)
-
-
-@dataclasses.dataclass(frozen=True)
-class Startup:
-    """Collect-only times on a one-test suite, with the plugin and without."""
-
-    with_plugin: Measured
-    without_plugin: Measured
-
-    def cost_ms(self, kind: str = "wall") -> float:
-        """What loading the plugin adds, in milliseconds: the median of the rounds' differences.
-
-        Each round ran the two side by side, so a slow spell of the machine
-        falls on both; the `wall` or `cpu` time.
-        """
-        with_plugin = getattr(self.with_plugin, kind).samples
-        without_plugin = getattr(self.without_plugin, kind).samples
-        pairs = zip(with_plugin, without_plugin, strict=True)
-        return statistics.median(mine - bare for mine, bare in pairs) * 1000
-
-
-def measure_startup(settings: Settings, venv: Path) -> Startup:
-    """`pytest --collect-only -q` with and without `-p no:oneloop`, interleaved."""
-    suite = settings.cache / "suites" / "startup"
-    write_suite(suite, "oneloop", 1, 1)
-    expect = "1 test collected"
-    cases = [
-        Case("oneloop", venv, suite, expect, ("--collect-only",)),
-        Case("no:oneloop", venv, suite, expect, ("--collect-only", "-p", "no:oneloop")),
-    ]
-    measured = interleave(cases, settings.startup_rounds)
-    return Startup(measured["oneloop"], measured["no:oneloop"])
-
-
-@dataclasses.dataclass(frozen=True)
-class Scaling:
-    """One flavour's times at one test and at the two suite sizes."""
-
-    flavour: str
-    sizes: tuple[int, int]
-    fixed: Measured
-    small: Measured
-    large: Measured
-
-    def per_test_us(self, kind: str = "wall") -> tuple[float, float]:
-        """Cost of one test at each size, in microseconds, without the fixed start-up.
-
-        The one-test run's median is taken off, so pytest's fixed start-up
-        does not make the larger suite look cheaper per test.
-        """
-        fixed = getattr(self.fixed, kind).median
-        return (
-            (getattr(self.small, kind).median - fixed) / (self.sizes[0] - 1) * 1e6,
-            (getattr(self.large, kind).median - fixed) / (self.sizes[1] - 1) * 1e6,
-        )
-
-    def change(self, kind: str = "wall") -> float:
-        """Relative change of the per-test cost from the small to the large size."""
-        small, large = self.per_test_us(kind)
-        return large / small - 1
-
-
-def measure_scaling(settings: Settings, venvs: dict[str, Path]) -> dict[str, Scaling]:
-    """The oneloop flavour and the sync floor at one test and at both sizes, interleaved."""
-    sizes = (1, *settings.scaling_sizes)
-    names = ("sync", "oneloop")
-    cases = []
-    for name in names:
-        for size in sizes:
-            suite = settings.cache / "suites" / f"scaling-{name}-{size}"
-            write_suite(suite, name, size, max(1, size // SCALING_TESTS_PER_MODULE))
-            cases.append(Case(f"{name}@{size}", venvs[name], suite, passed(size)))
-    measured = interleave(cases, settings.side_rounds)
-    return {
-        name: Scaling(name, settings.scaling_sizes, *(measured[f"{name}@{size}"] for size in sizes))
-        for name in names
-    }
-
-
-@dataclasses.dataclass(frozen=True)
-class DbIsolation:
-    """What `bench/db_isolation.py` printed, and the command that printed it."""
-
-    command: str
-    output: str
-    ok: bool
+        suites[flavour.name] = settings.cache / "suites" / f"overhead-{flavour.name}"
+        write_suite(suites[flavour.name], flavour.name, settings.tests, settings.modules)
+    timings: dict[str, list[Timing]] = {name: [] for name in suites}
+    for round_ in range(settings.rounds + 1):
+        shown = []
+        for name, suite in suites.items():
+            timing = run_pytest(venvs[name], suite, (), passed(settings.tests))
+            shown.append(f"{name} {timing.wall:.3f}s")
+            if round_:
+                timings[name].append(timing)
+        label = f"round {round_}/{settings.rounds}" if round_ else "warm-up"
+        print(f"  {label}: {', '.join(shown)}", flush=True)
+    return timings
 
 
 def prepare_db_venv(venv: Path) -> None:
@@ -481,10 +319,18 @@ def prepare_db_venv(venv: Path) -> None:
     run([python_of(venv), *PIP, "--force-reinstall", "--no-deps", ROOT], timeout=INSTALL_TIMEOUT)
 
 
-def run_db_isolation(settings: Settings, venv: Path) -> DbIsolation:
+class DbReport(NamedTuple):
+    """What `bench/db_isolation.py` printed, and the command that printed it."""
+
+    command: str
+    output: str
+    ok: bool
+
+
+def run_db_isolation(settings: Settings, venv: Path) -> DbReport:
     """Run `bench/db_isolation.py` in its venv; its report is kept as it printed it."""
     print("DB isolation", flush=True)
-    args = ["--tests", str(settings.db_tests), "--rounds", str(settings.side_rounds)]
+    args = ["--tests", str(settings.db_tests), "--rounds", str(settings.db_rounds)]
     proc = subprocess.run(
         [str(python_of(venv)), str(DB_SCRIPT), *args],
         cwd=ROOT,
@@ -497,57 +343,12 @@ def run_db_isolation(settings: Settings, venv: Path) -> DbIsolation:
     output = proc.stdout.rstrip()
     if proc.returncode != 0:
         output += f"\n\nexit status {proc.returncode}\n" + proc.stderr.rstrip()[-3000:]
-    command = " ".join(["bench/db_isolation.py", *args])
-    return DbIsolation(command, output, proc.returncode == 0)
+    return DbReport(" ".join(["bench/db_isolation.py", *args]), output, proc.returncode == 0)
 
 
 # Reports --------------------------------------------------------------------
 
-
-@dataclasses.dataclass(frozen=True)
-class Results:
-    """Everything one run measured, and in what conditions."""
-
-    settings: Settings
-    versions: dict[str, dict[str, str]]
-    overhead: dict[str, Measured]
-    startup: Startup
-    scaling: dict[str, Scaling]
-    db_isolation: DbIsolation | None
-    started: datetime
-    load: tuple[tuple[float, float, float], tuple[float, float, float]]
-
-    def ratio(self, name: str, kind: str = "wall") -> float:
-        """Median time of `name` over the sync floor's, in wall or CPU time."""
-        floor = getattr(self.overhead["sync"], kind).median
-        return float(getattr(self.overhead[name], kind).median / floor)
-
-    def round_ratios(self, name: str, kind: str = "wall") -> list[float]:
-        """`name` over the sync floor round by round: the two ran side by side each round.
-
-        A slow spell of the machine slows both runs of a round alike, so the
-        median of these is steadier than the ratio of the two medians.
-        """
-        floor = getattr(self.overhead["sync"], kind).samples
-        own = getattr(self.overhead[name], kind).samples
-        return [mine / sync for mine, sync in zip(own, floor, strict=True)]
-
-    def paired_ratio(self, name: str, kind: str = "wall") -> float:
-        """The median of `round_ratios`: what the targets are judged on."""
-        return statistics.median(self.round_ratios(name, kind))
-
-    def version(self, name: str) -> str:
-        """`name`'s plugin and its version, e.g. `pytest-asyncio 1.5.0`."""
-        plugin = BY_NAME[name].plugin
-        return f"{plugin} {self.versions[name][plugin]}"
-
-
-def verdict(met: bool) -> str:
-    """How a target line ends."""
-    return "met" if met else "MISSED"
-
-
-OVERHEAD_HEADER = (
+HEADER = (
     "flavour",
     "version",
     "median (s)",
@@ -555,108 +356,47 @@ OVERHEAD_HEADER = (
     "max (s)",
     "µs/test over sync",
     "CPU ratio",
-    "ratio of medians",
     "ratio per round: median (min-max)",
 )
 
 
-def overhead_rows(results: Results) -> list[list[str]]:
-    """The ratio table: one row per flavour, the wall-time ratio last."""
-    sync = results.overhead["sync"].wall.median
-    rows = []
-    for flavour in FLAVOURS:
-        wall = results.overhead[flavour.name].wall
-        rows.append(
+def ratios(timings: dict[str, list[Timing]], name: str, kind: str = "wall") -> list[float]:
+    """`name` over the sync floor round by round: the two ran side by side each round.
+
+    A slow spell of the machine slows both runs of a round alike, so the
+    median of these is steadier than the ratio of the two medians.
+    """
+    pairs = zip(timings[name], timings["sync"], strict=True)
+    return [getattr(own, kind) / getattr(sync, kind) for own, sync in pairs]
+
+
+def rows(timings: dict[str, list[Timing]], versions: dict[str, str], tests: int) -> list[list[str]]:
+    """One row per flavour, its wall-time ratio to the floor last."""
+    floor = statistics.median(timing.wall for timing in timings["sync"])
+    table = []
+    for name, runs in timings.items():
+        walls = [timing.wall for timing in runs]
+        wall = ratios(timings, name)
+        table.append(
             [
-                flavour.name,
-                results.version(flavour.name),
-                f"{wall.median:.3f}",
-                f"{wall.low:.3f}",
-                f"{wall.high:.3f}",
-                f"{(wall.median - sync) / results.settings.tests * 1e6:+.0f}",
-                f"{results.paired_ratio(flavour.name, 'cpu'):.2f}x",
-                f"{results.ratio(flavour.name):.2f}x",
-                spread(results, flavour.name),
+                name,
+                versions[name],
+                f"{statistics.median(walls):.3f}",
+                f"{min(walls):.3f}",
+                f"{max(walls):.3f}",
+                f"{(statistics.median(walls) - floor) / tests * 1e6:+.0f}",
+                f"{statistics.median(ratios(timings, name, 'cpu')):.2f}x",
+                f"{statistics.median(wall):.2f}x ({min(wall):.2f}-{max(wall):.2f})",
             ]
         )
-    return rows
+    return table
 
 
-def spread(results: Results, name: str) -> str:
-    """The per-round ratio of `name`: median, and lowest to highest round."""
-    ratios = results.round_ratios(name)
-    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
-
-
-def startup_rows(results: Results) -> list[list[str]]:
-    """Collect-only times with and without the plugin, and their difference."""
-    startup = results.startup
-    rows = [
-        [
-            label,
-            *(f"{value * 1000:.1f}" for value in (m.wall.median, m.wall.low, m.wall.high)),
-            f"{m.cpu.median * 1000:.1f}",
-        ]
-        for label, m in (
-            ("with oneloop", startup.with_plugin),
-            ("-p no:oneloop", startup.without_plugin),
-        )
-    ]
-    rows.append(
-        [
-            "difference (median of the rounds' differences)",
-            f"{startup.cost_ms():+.1f}",
-            "",
-            "",
-            f"{startup.cost_ms('cpu'):+.1f}",
-        ]
-    )
-    return rows
-
-
-STARTUP_HEADER = ("run", "median (ms)", "min (ms)", "max (ms)", "CPU median (ms)")
-
-
-def scaling_header(results: Results) -> list[str]:
-    """Column names of the scaling table, with the sizes written out."""
-    small, large = sizes_label(results)
-    return [
-        "flavour",
-        "1 test (s)",
-        f"{small} tests (s)",
-        f"{large} tests (s)",
-        f"µs/test at {small}",
-        f"µs/test at {large}",
-        "change (CPU)",
-        "change",
-    ]
-
-
-def scaling_rows(results: Results) -> list[list[str]]:
-    """Median wall times and per-test cost of oneloop and of the floor at both sizes."""
-    rows = []
-    for scaling in results.scaling.values():
-        small, large = scaling.per_test_us()
-        rows.append(
-            [
-                scaling.flavour,
-                f"{scaling.fixed.wall.median:.3f}",
-                f"{scaling.small.wall.median:.3f}",
-                f"{scaling.large.wall.median:.3f}",
-                f"{small:.0f}",
-                f"{large:.0f}",
-                f"{scaling.change('cpu'):+.1%}",
-                f"{scaling.change():+.1%}",
-            ]
-        )
-    return rows
-
-
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def text_table(table: Sequence[Sequence[str]]) -> str:
     """Columns padded for a terminal: the first left-aligned, the others right-aligned."""
-    widths = [max(len(row[col]) for row in [header, *rows]) for col in range(len(header))]
+    widths = [max(len(row[col]) for row in [HEADER, *table]) for col in range(len(HEADER))]
     lines = []
-    for row in [header, *rows]:
+    for row in [HEADER, *table]:
         cells = [row[0].ljust(widths[0])] + [
             cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
         ]
@@ -664,71 +404,19 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub table, numbers right-aligned."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def sizes_label(results: Results) -> tuple[str, str]:
-    """The two scaling sizes, written out."""
-    small, large = results.settings.scaling_sizes
-    return f"{small:,}", f"{large:,}"
-
-
-def target_lines(results: Results) -> list[str]:
-    """Each target, its measured value (wall time, CPU time beside) and whether it was met."""
-    ratio, cpu_ratio = results.paired_ratio("oneloop"), results.paired_ratio("oneloop", "cpu")
-    cost, cpu_cost = results.startup.cost_ms(), results.startup.cost_ms("cpu")
-    scaling = results.scaling["oneloop"]
-    change, cpu_change = scaling.change(), scaling.change("cpu")
-    small, large = sizes_label(results)
-    return [
-        f"oneloop / sync: {ratio:.2f}x (CPU {cpu_ratio:.2f}x), "
-        f"target <= {ONELOOP_TARGET:.2f}x: " + verdict(ratio <= ONELOOP_TARGET),
-        f"start-up over -p no:oneloop: {cost:+.1f} ms (CPU {cpu_cost:+.1f} ms), "
-        f"target <= {STARTUP_TARGET_MS:.0f} ms: " + verdict(cost <= STARTUP_TARGET_MS),
-        f"oneloop per-test cost at {large} vs {small} tests: {change:+.1%} "
-        f"(CPU {cpu_change:+.1%}), target within {SCALING_TARGET:.0%}: "
-        + verdict(abs(change) <= SCALING_TARGET),
-    ]
-
-
-def print_report(results: Results) -> None:
-    """The tables, on stdout."""
-    settings = results.settings
-    small, large = sizes_label(results)
-    print(
-        f"\nOverhead: {settings.tests:,} tests in {settings.modules} modules, "
-        f"{settings.rounds} interleaved rounds, wall time"
-    )
-    print(text_table(OVERHEAD_HEADER, overhead_rows(results)))
-    print(f"\nStart-up: pytest --collect-only -q on one test, median of {settings.startup_rounds}")
-    print(text_table(STARTUP_HEADER, startup_rows(results)))
-    print(f"\nScaling: {small} vs {large} tests, {SCALING_TESTS_PER_MODULE} per module")
-    print(text_table(scaling_header(results), scaling_rows(results)))
-    print("\nTargets")
-    for line in target_lines(results):
-        print(f"  {line}")
-
-
-def markdown(results: Results) -> str:
-    """`results.md`: the same tables, with the conditions they were measured in."""
-    settings = results.settings
-    start_load, end_load = (" ".join(f"{value:.2f}" for value in load) for load in results.load)
+def markdown(
+    settings: Settings,
+    table: Sequence[Sequence[str]],
+    conditions: str,
+    db: DbReport | None,
+) -> str:
+    """`results.md`: the table, the conditions it was measured in, the DB report if any."""
     parts = [
         "# Benchmark results",
         "",
-        (
-            f"Written by `bench/overhead.py` on {results.started:%Y-%m-%d %H:%M} UTC: "
-            f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, {PYTEST.replace('==', ' ')} in every flavour. "
-            f"Load average (1, 5, 15 min) at start {start_load}, at end {end_load}. "
-            "[How to read this](README.md)."
-        ),
+        f"{conditions} [How to read this](README.md).",
         "",
-        "## Overhead against the sync floor",
+        "## pytest-oneloop and its peers against the sync floor",
         "",
         (
             f"{settings.tests:,} tests in {settings.modules} modules; each awaits "
@@ -736,101 +424,20 @@ def markdown(results: Results) -> str:
             "depends on a session-scoped async fixture (sync: the same without `async`). "
             f"Wall time of `pytest -p no:cacheprovider -q`, {settings.rounds} interleaved "
             "rounds after a warm-up round. Ratio per round: each flavour's time over the "
-            "sync floor's in the same round (they ran side by side); its median is what the "
-            "target is judged on, being steadier on a shared machine than the ratio of the "
-            "medians, shown beside it. CPU ratio: the per-round median with user + system "
-            "CPU time."
+            "sync floor's in the same round (they ran side by side). CPU ratio: the median "
+            "of the same per-round ratios with user + system CPU time."
         ),
         "",
-        markdown_table(OVERHEAD_HEADER, overhead_rows(results)),
-        "",
-        "## Start-up",
-        "",
-        (
-            "`pytest --collect-only -q` on a one-test suite in the oneloop venv, with and "
-            f"without `-p no:oneloop`, {settings.startup_rounds} interleaved rounds."
-        ),
-        "",
-        markdown_table(STARTUP_HEADER, startup_rows(results)),
-        "",
-        "## Scaling",
-        "",
-        (
-            f"Medians of {settings.side_rounds} interleaved rounds, {SCALING_TESTS_PER_MODULE} "
-            "tests per module. Per-test cost: (wall time - wall time of the one-test suite) "
-            "/ (tests - 1), so pytest's fixed start-up does not flatter the larger suite."
-        ),
-        "",
-        markdown_table(scaling_header(results), scaling_rows(results)),
-        "",
-        "## Targets",
-        "",
-        *(f"- {line}" for line in target_lines(results)),
+        "| " + " | ".join(HEADER) + " |",
+        "|---|" + "---:|" * (len(HEADER) - 1),
+        *("| " + " | ".join(row) + " |" for row in table),
         "",
     ]
-    db = results.db_isolation
     if db is not None:
         status = "" if db.ok else " (it FAILED)"
-        parts += ["## DB isolation", "", f"`{db.command}`{status}:", "", "```text"]
-        parts += [db.output, "```", ""]
+        parts += ["## DB isolation", "", f"`{db.command}`{status}:", "", "```text", db.output]
+        parts += ["```", ""]
     return "\n".join(parts)
-
-
-CHART_SCRIPT = """\
-import json, sys
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-data = json.load(sys.stdin)
-names = [bar["name"] for bar in data["bars"]]
-ratios = [bar["ratio"] for bar in data["bars"]]
-low = [bar["ratio"] - bar["low"] for bar in data["bars"]]
-high = [bar["high"] - bar["ratio"] for bar in data["bars"]]
-colours = ["#9e9e9e", "#2e7d32", "#1565c0", "#6a1b9a"]
-fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-bars = ax.bar(names, ratios, color=colours[: len(names)], yerr=[low, high], capsize=4)
-ax.bar_label(bars, labels=[f"{r:.2f}x" for r in ratios], label_type="center", color="white",
-             fontweight="bold")
-ax.axhline(data["target"], color="#2e7d32", linestyle="--", linewidth=1,
-           label=f"oneloop target {data['target']:.2f}x")
-ax.legend(loc="upper left", frameon=False, fontsize=8)
-ax.set_ylabel("wall time / sync floor (median; bars: min-max)")
-ax.set_ylim(0, max(r + h for r, h in zip(ratios, high)) * 1.2)
-ax.set_title(data["title"], fontsize=10)
-ax.spines[["top", "right"]].set_visible(False)
-fig.tight_layout()
-fig.savefig(data["path"])
-"""
-
-
-def write_chart(results: Results, tools: Path, path: Path) -> None:
-    """`results.png`: the ratios as bars, drawn by matplotlib in the tooling venv."""
-    settings = results.settings
-    rounds = f"{settings.rounds} round{'s' if settings.rounds > 1 else ''}"
-    data = {
-        "path": str(path),
-        "target": ONELOOP_TARGET,
-        "title": f"{settings.tests:,} async tests, {rounds} "
-        f"({PYTEST.replace('==', ' ')}, Python {platform.python_version()}): lower is better",
-        "bars": [
-            {
-                "name": flavour.name,
-                "ratio": results.paired_ratio(flavour.name),
-                "low": min(results.round_ratios(flavour.name)),
-                "high": max(results.round_ratios(flavour.name)),
-            }
-            for flavour in FLAVOURS
-        ],
-    }
-    subprocess.run(
-        [str(python_of(tools)), "-c", CHART_SCRIPT],
-        input=json.dumps(data),
-        env=clean_env(),
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=True,
-    )
 
 
 # Command line ---------------------------------------------------------------
@@ -839,108 +446,79 @@ def write_chart(results: Results, tools: Path, path: Path) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
     """Settings from the command line; `--quick` makes every default tiny."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tests", type=int, help="tests in the overhead suite (2000)")
+    parser.add_argument("--tests", type=int, help="tests in the suite (2000)")
     parser.add_argument("--modules", type=int, help="modules they are spread over (20)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds of the overhead suite (15)")
-    parser.add_argument(
-        "--side-rounds", type=int, help="rounds of the scaling and DB isolation runs (5)"
-    )
-    parser.add_argument(
-        "--startup-rounds", type=int, help="interleaved rounds of the start-up runs (30)"
-    )
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of the suite (15)")
+    parser.add_argument("--db-rounds", type=int, help="rounds of the DB isolation runs (5)")
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 50 tests, 2 modules, one round"
     )
     parser.add_argument(
         "--cache-dir", type=Path, default=BENCH / ".cache", help="venvs and generated suites"
     )
-    parser.add_argument(
-        "--out", type=Path, default=BENCH, help="where results.md and results.png go"
-    )
+    parser.add_argument("--out", type=Path, default=BENCH, help="where results.md goes")
     args = parser.parse_args(argv)
-    quick = args.quick
 
     def count(given: int | None, quick_default: int, default: int) -> int:
         """A count from the command line (0 included, so it is refused below), else a default."""
         if given is not None:
             return given
-        return quick_default if quick else default
+        return quick_default if args.quick else default
 
     settings = Settings(
         tests=count(args.tests, 50, 2000),
         modules=count(args.modules, 2, 20),
         rounds=count(args.rounds, 1, 15),
-        side_rounds=count(args.side_rounds, 1, 5),
-        startup_rounds=count(args.startup_rounds, 3, 30),
-        scaling_sizes=(50, 200) if quick else (1000, 10000),
-        db_tests=20 if quick else 500,
+        db_rounds=count(args.db_rounds, 1, 5),
+        db_tests=20 if args.quick else 500,
         cache=args.cache_dir.resolve(),
         out=args.out.resolve(),
     )
-    counts = (
-        settings.tests,
-        settings.modules,
-        settings.rounds,
-        settings.side_rounds,
-        settings.startup_rounds,
-    )
-    if min(counts) < 1:
-        parser.error(
-            "--tests, --modules, --rounds, --side-rounds and --startup-rounds must be at least 1"
-        )
+    if min(settings.tests, settings.modules, settings.rounds, settings.db_rounds) < 1:
+        parser.error("--tests, --modules, --rounds and --db-rounds must be at least 1")
     return settings
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Prepare the venvs, measure, print, and write results.md and results.png."""
+    """Prepare the venvs, measure, print the table and write results.md."""
     settings = parse_args(argv)
     started = datetime.now(tz=UTC)
-    start_load = os.getloadavg()
-    cache = settings.cache
-    with locked(cache):
+    start_load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    with locked(settings.cache):
         print("Preparing venvs", flush=True)
-        venvs = {flavour.name: cache / f"venv-{flavour.name}" for flavour in FLAVOURS}
+        venvs = {flavour.name: settings.cache / f"venv-{flavour.name}" for flavour in FLAVOURS}
         versions = {f.name: prepare_flavour(venvs[f.name], f) for f in FLAVOURS}
-        ensure_venv(cache / "venv-tools", [MATPLOTLIB])
         if DB_SCRIPT.exists():
-            prepare_db_venv(cache / "venv-db")
-        print(f"Overhead: {settings.tests} tests, {settings.rounds} rounds", flush=True)
-        overhead = measure_overhead(settings, venvs)
-        print("Start-up", flush=True)
-        startup = measure_startup(settings, venvs["oneloop"])
-        small, large = settings.scaling_sizes
-        print(f"Scaling: {small} vs {large} tests", flush=True)
-        scaling = measure_scaling(settings, venvs)
-        results = Results(
-            settings,
-            versions,
-            overhead,
-            startup,
-            scaling,
-            None,
-            started,
-            (start_load, os.getloadavg()),
+            prepare_db_venv(settings.cache / "venv-db")
+        print(f"Suite: {settings.tests} tests, {settings.rounds} rounds", flush=True)
+        table = rows(measure(settings, venvs), versions, settings.tests)
+        print(
+            f"\n{settings.tests:,} tests in {settings.modules} modules, "
+            f"{settings.rounds} interleaved rounds, wall time\n{text_table(table)}"
         )
-        print_report(results)
-        write_results(results, cache / "venv-tools")
+        end_load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+        conditions = (
+            f"Written by `bench/overhead.py` on {started:%Y-%m-%d %H:%M} UTC: "
+            f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}, {PYTEST.replace('==', ' ')} in every flavour. "
+            f"Load average (1, 5, 15 min) at start {start_load}, at end {end_load}."
+        )
+        write_results(settings, markdown(settings, table, conditions, None))
         # Last, so that a failure there cannot lose the measurements above.
         if not DB_SCRIPT.exists():
-            print("\nDB isolation: bench/db_isolation.py does not exist yet, skipped")
             return
-        db = run_db_isolation(settings, cache / "venv-db")
+        db = run_db_isolation(settings, settings.cache / "venv-db")
         print(f"\nDB isolation ({db.command})\n{db.output}")
-        write_results(dataclasses.replace(results, db_isolation=db), cache / "venv-tools")
+        write_results(settings, markdown(settings, table, conditions, db))
         if not db.ok:
             sys.exit("bench: bench/db_isolation.py failed; its output is in results.md")
 
 
-def write_results(results: Results, tools: Path) -> None:
-    """Write results.md and results.png."""
-    out = results.settings.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(markdown(results))
-    write_chart(results, tools, out / "results.png")
-    print(f"Wrote {out / 'results.md'} and {out / 'results.png'}", flush=True)
+def write_results(settings: Settings, text: str) -> None:
+    """Write results.md."""
+    settings.out.mkdir(parents=True, exist_ok=True)
+    (settings.out / "results.md").write_text(text)
+    print(f"Wrote {settings.out / 'results.md'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import importlib
 import os
-import sys
 import textwrap
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
 # The drivers and dialects are imported before any pytester run: pytester
@@ -57,6 +56,12 @@ for _module in (
         importlib.import_module(_module)
 
 PG_ENV = "ONELOOP_TEST_PG_URL"
+
+# How to install each driver the tests use, for the reason of a skip.
+INSTALL_DRIVER = {
+    "asyncpg": "pip install 'pytest-oneloop[postgres]'",
+    "psycopg": "pip install 'psycopg[binary]'",
+}
 
 # Every backend the behaviours are proven on; PostgreSQL only with --integration.
 BACKENDS = [
@@ -168,11 +173,35 @@ FACTORIES = textwrap.dedent(
 )
 
 
+# What the inner tests count rows with.
+HELPERS = textwrap.dedent(
+    """
+    from sqlalchemy import func, select
+
+    from models import User
+
+
+    async def count(session, model):
+        return await session.scalar(select(func.count()).select_from(model))
+
+
+    async def count_users(session):
+        return await count(session, User)
+    """
+)
+
+# The inner test that follows one that wrote: the rollback left it nothing.
+SEES_NOTHING = """
+async def test_sees_nothing(db_session):
+    assert await count_users(db_session) == 0
+"""
+
+
 def make_project(
     pytester: pytest.Pytester, url: str | None, *ini_lines: str, metadata: str = "models:Base"
 ) -> None:
-    """Write models.py, factories.py and an ini file pointing at them and at `url`."""
-    pytester.makepyfile(models=MODELS, factories=FACTORIES)
+    """Write models.py, factories.py, helpers.py and an ini file pointing at them and at `url`."""
+    pytester.makepyfile(models=MODELS, factories=FACTORIES, helpers=HELPERS)
     lines = [
         "[pytest]",
         "addopts = -p no:cacheprovider",
@@ -184,8 +213,39 @@ def make_project(
     pytester.makeini("\n".join(lines) + "\n")
 
 
+def run_inner(
+    pytester: pytest.Pytester, *sources: str, args: Sequence[str] = (), **outcomes: int
+) -> pytest.RunResult:
+    """Run `sources`, one after the other, as the inner test module; check the outcomes.
+
+    `args` go to pytest's command line. Without `outcomes`, the one test in
+    it must pass.
+    """
+    pytester.makepyfile(test_inner="\n\n".join(textwrap.dedent(source) for source in sources))
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(**(outcomes or {"passed": 1}))
+    return result
+
+
+def require_driver(module: str) -> None:
+    """Skip the test when the database driver `module` cannot be imported.
+
+    asyncpg comes with the `[postgres]` extra and psycopg with the test
+    dependencies: a clone without them skips the tests that need them, and
+    says what to install, rather than failing.
+    """
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        install = INSTALL_DRIVER.get(module, f"pip install {module}")
+        pytest.skip(f"{module} cannot be imported ({exc}): {install}")
+
+
 def pg_server_url() -> str:
-    """The PostgreSQL URL of the test server; fails the test when it is not set."""
+    """The PostgreSQL URL of the test server; fails the test when it is not set.
+
+    The test is skipped when the URL's driver is not installed.
+    """
     url = os.environ.get(PG_ENV)
     if not url:
         pytest.fail(
@@ -193,6 +253,7 @@ def pg_server_url() -> str:
             f'Run `make test`, or export {PG_ENV}="$(bash scripts/ensure-postgres.sh)".',
             pytrace=False,
         )
+    require_driver(make_url(url).get_driver_name())
     return url
 
 
@@ -216,8 +277,8 @@ def database(backend: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
         return
     server = make_url(pg_server_url())
-    if backend == "psycopg" and "psycopg" not in sys.modules:
-        pytest.fail("psycopg is not installed: pip install 'psycopg[binary]'", pytrace=False)
+    if backend == "psycopg":
+        require_driver("psycopg")
     name = f"oneloop_t_{uuid.uuid4().hex[:12]}"
     autocommit(server, f'CREATE DATABASE "{name}"')
     try:

@@ -24,6 +24,14 @@ class LoopB(asyncio.SelectorEventLoop):
     pass
 """
 
+# A conftest whose hook offers every test two loops.
+TWO_FACTORIES = """
+import loops
+
+def pytest_asyncio_loop_factories():
+    return {"a": loops.LoopA, "b": loops.LoopB}
+"""
+
 # What pytest-asyncio 1.5 declares when it is registered, and nothing else.
 FAKE_PYTEST_ASYNCIO = """
 import pytest
@@ -47,6 +55,12 @@ def pytest_addoption(parser, pluginmanager):
 
 def _ini(pytester: pytest.Pytester, *lines: str) -> None:
     pytester.makeini("\n".join(["[pytest]", "addopts = -p no:cacheprovider", *lines, ""]))
+
+
+def _assert_stops_with(result: pytest.RunResult, message: str) -> None:
+    """The run stopped before its tests with the usage error `message` (a glob)."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
 def _loops(pytester: pytest.Pytester) -> None:
@@ -158,7 +172,7 @@ def test_the_loop_factory_hook_makes_the_session_loop(pytester: pytest.Pytester)
     result = pytester.runpytest()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        ["oneloop: loop='custom' (loops:LoopA) from pytest_asyncio_loop_factories"]
+        ["oneloop: loop='custom' (loops.LoopA) from pytest_asyncio_loop_factories"]
     )
 
 
@@ -219,17 +233,15 @@ def test_tests_given_different_loops_by_the_hook_stop_the_run_naming_them(
         )
         pytester.path.joinpath(name, f"test_{name}.py").write_text(LOOP_TEST)
     result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            (
-                "ERROR: oneloop: pytest_asyncio_loop_factories gives the selected tests different "
-                "event loops: 'a' (loops:LoopA) for a/test_a.py::test_loop; "
-                "'b' (loops:LoopB) for b/test_b.py::test_loop. pytest-oneloop runs every test "
-                "of a session on one loop: run these tests in separate pytest sessions, "
-                "or make the hook return the same factory."
-            )
-        ]
+    _assert_stops_with(
+        result,
+        (
+            "oneloop: pytest_asyncio_loop_factories gives the selected tests different "
+            "event loops: 'a' (loops.LoopA) for a/test_a.py::test_loop; "
+            "'b' (loops.LoopB) for b/test_b.py::test_loop. pytest-oneloop runs every test "
+            "of a session on one loop: run these tests in separate pytest sessions, "
+            "or make the hook return the same factory."
+        ),
     )
     result = pytester.runpytest("b", "-s")
     result.assert_outcomes(passed=1)
@@ -241,27 +253,18 @@ def test_a_hook_naming_several_factories_for_a_test_is_a_usage_error(
 ) -> None:
     """pytest-asyncio would run the test on each loop; one session loop cannot, and says so."""
     _loops(pytester)
-    pytester.makeconftest(
-        """
-        import loops
-
-        def pytest_asyncio_loop_factories():
-            return {"a": loops.LoopA, "b": loops.LoopB}
-        """
-    )
+    pytester.makeconftest(TWO_FACTORIES)
     pytester.makepyfile(LOOP_TEST)
     result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            (
-                "ERROR: oneloop: pytest_asyncio_loop_factories names 2 loop factories for "
-                "test_*.py::test_loop ('a', 'b'); pytest-asyncio would run the test once on each. "
-                "pytest-oneloop runs every test on one session loop: make the hook return one "
-                "factory (for example chosen by a command-line option of your conftest), "
-                "or choose the loop with --loop-factory."
-            )
-        ]
+    _assert_stops_with(
+        result,
+        (
+            "oneloop: pytest_asyncio_loop_factories names 2 loop factories for "
+            "test_*.py::test_loop ('a', 'b'); pytest-asyncio would run the test once on each. "
+            "pytest-oneloop runs every test on one session loop: make the hook return one "
+            "factory (for example chosen by a command-line option of your conftest), "
+            "or choose the loop with --loop-factory."
+        ),
     )
 
 
@@ -275,15 +278,13 @@ def test_a_hook_returning_no_mapping_is_a_usage_error(pytester: pytest.Pytester)
     )
     pytester.makepyfile(LOOP_TEST)
     result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            (
-                "ERROR: oneloop: pytest_asyncio_loop_factories returned None for "
-                "test_*.py::test_loop: it must return a non-empty mapping of factory names "
-                "to callables that make event loops."
-            )
-        ]
+    _assert_stops_with(
+        result,
+        (
+            "oneloop: pytest_asyncio_loop_factories returned None for "
+            "test_*.py::test_loop: it must return a non-empty mapping of factory names "
+            "to callables that make event loops."
+        ),
     )
 
 
@@ -292,14 +293,7 @@ def test_the_loop_factories_marker_selects_one_factory_or_skips(
 ) -> None:
     """`mark.asyncio(loop_factories=[...])` narrows the hook's choice; none available skips."""
     _loops(pytester)
-    pytester.makeconftest(
-        """
-        import loops
-
-        def pytest_asyncio_loop_factories():
-            return {"a": loops.LoopA, "b": loops.LoopB}
-        """
-    )
+    pytester.makeconftest(TWO_FACTORIES)
     pytester.makepyfile(
         """
         import asyncio
@@ -358,6 +352,5 @@ def test_pytest_asyncio_declaring_the_same_options_stops_with_the_conflict_messa
     else:  # PYTEST_PLUGINS ones after them.
         monkeypatch.setenv("PYTEST_PLUGINS", "pytest_asyncio.plugin")
         result = pytester.runpytest("--asyncio-mode=auto")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {PYTEST_ASYNCIO_CONFLICT}"])
+    _assert_stops_with(result, PYTEST_ASYNCIO_CONFLICT)
     assert "Traceback" not in result.stderr.str()

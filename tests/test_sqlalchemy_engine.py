@@ -36,15 +36,20 @@ def assert_never_shown(result: pytest.RunResult, secret: str) -> None:
     assert secret not in output
 
 
-def test_the_plugin_loads_no_database_library_until_a_db_fixture_is_set_up(
-    pytester: pytest.Pytester,
-) -> None:
-    """Importing the plugin and running non-DB tests import no DB library; a DB fixture does."""
+def plain_and_db_tests(pytester: pytest.Pytester) -> None:
+    """A project without a URL, with a plain async test and a DB test in modules of their own."""
     support.make_project(pytester, None)
     pytester.makepyfile(
         test_plain="async def test_plain():\n    pass\n",
         test_db=textwrap.dedent(DB_TEST),
     )
+
+
+def test_the_plugin_loads_no_database_library_until_a_db_fixture_is_set_up(
+    pytester: pytest.Pytester,
+) -> None:
+    """Importing the plugin and running non-DB tests import no DB library; a DB fixture does."""
+    plain_and_db_tests(pytester)
     script = textwrap.dedent(
         f"""
         import sys
@@ -75,11 +80,7 @@ def test_without_sqlalchemy_installed_async_tests_run_and_db_fixtures_name_the_e
     pytester: pytest.Pytester,
 ) -> None:
     """With SQLAlchemy missing, plain async tests pass and DB tests say what to install."""
-    support.make_project(pytester, None)
-    pytester.makepyfile(
-        test_plain="async def test_plain():\n    pass\n",
-        test_db=textwrap.dedent(DB_TEST),
-    )
+    plain_and_db_tests(pytester)
     script = textwrap.dedent(
         """
         import sys
@@ -201,6 +202,7 @@ def test_a_missing_metadata_setting_fails_db_tests_with_one_clear_error(
     ("spec", "problem"),
     [
         ("models", "expected 'package.module:Base', for example 'myapp.models:Base'"),
+        (".models:Base", "expected 'package.module:Base', for example 'myapp.models:Base'"),
         ("no_such_module:Base", "cannot import module 'no_such_module' (*)"),
         ("models:Nothing", "module 'models' has no attribute 'Nothing'"),
         (
@@ -217,9 +219,7 @@ def test_a_wrong_metadata_setting_fails_with_what_is_wrong_with_it(
 ) -> None:
     """Each way oneloop_db_metadata can be wrong gets its own message naming the value."""
     support.make_project(pytester, None, metadata=spec)
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, errors=1)
     if spec == "models:User.name":
         result.stdout.fnmatch_lines(["*oneloop: oneloop_db_metadata 'models:User.name' is *"])
     else:
@@ -260,6 +260,7 @@ def test_an_unreachable_server_fails_db_tests_with_one_clear_error_and_no_passwo
     pytester: pytest.Pytester,
 ) -> None:
     """Connection refused: every DB test errors with one message, a plain test still passes."""
+    support.require_driver("asyncpg")
     support.make_project(pytester, UNREACHABLE)
     pytester.makepyfile(
         """
@@ -285,6 +286,40 @@ def test_an_unreachable_server_fails_db_tests_with_one_clear_error_and_no_passwo
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert_never_shown(result, SECRET)
+
+
+def test_without_asyncpg_the_tests_that_need_it_are_skipped_not_failed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone without the [postgres] extra: this suite's PostgreSQL tests skip, saying why."""
+    pytester.makepyfile(no_asyncpg="import sys\n\nsys.modules['asyncpg'] = None\n")
+    # Never reached: the tests must skip before they connect to anything.
+    monkeypatch.setenv(support.PG_ENV, UNREACHABLE)
+    tests = Path(__file__).parent
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no_asyncpg",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        f"{tests / 'test_sqlalchemy_engine.py'}::"
+        "test_an_unreachable_server_fails_db_tests_with_one_clear_error_and_no_password",
+        f"{tests / 'test_sqlalchemy_engine.py'}::"
+        "test_a_wrong_password_fails_with_one_clear_error_that_never_shows_it",
+        f"{tests / 'test_sqlalchemy_session.py'}::"
+        "test_what_a_test_commits_is_gone_before_the_next_test[postgresql]",
+        f"{tests / 'test_sqlalchemy_session.py'}::"
+        "test_what_a_test_commits_is_gone_before_the_next_test[psycopg]",
+        timeout=300,
+    )
+    result.assert_outcomes(skipped=4)
+    reason = (
+        "asyncpg cannot be imported (import of asyncpg halted; None in sys.modules): "
+        "pip install 'pytest-oneloop[postgres]'"
+    )
+    skips = [line for line in result.outlines if line.startswith("SKIPPED ")]
+    assert skips, result.stdout.str()
+    assert all(line.endswith(f": {reason}") for line in skips), skips
 
 
 @pytest.mark.parametrize(
@@ -326,9 +361,7 @@ def test_an_invalid_url_fails_with_one_clear_error_and_no_password(
 ) -> None:
     """Unparseable URLs, bad ports, unknown dialects and sync drivers each get one clear error."""
     support.make_project(pytester, url)
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest("-l", "--tb=long")
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, args=("-l", "--tb=long"), errors=1)
     result.stdout.fnmatch_lines([f"*{message}"])
     assert_never_shown(result, SECRET)
 
@@ -341,9 +374,7 @@ def test_a_wrong_password_fails_with_one_clear_error_that_never_shows_it(
     server = make_url(support.pg_server_url())
     wrong = f"{support.pg_password()}-{SECRET}"
     support.make_project(pytester, support.full_url(server.set(password=wrong)))
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest("-l", "--tb=long", "-vv")
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, args=("-l", "--tb=long", "-vv"), errors=1)
     result.stdout.fnmatch_lines(
         [
             (
@@ -432,9 +463,7 @@ def test_a_db_metadata_override_of_the_wrong_type_fails_clearly(pytester: pytest
             return 42
         """
     )
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, errors=1)
     result.stdout.fnmatch_lines(
         [
             (
@@ -459,9 +488,7 @@ def test_tables_that_cannot_be_created_fail_with_one_clear_error(
         Table("broken", metadata, Column("x", Integer), CheckConstraint("x >>> 1"))
         """
     )
-    pytester.makepyfile(textwrap.dedent(DB_TEST))
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = support.run_inner(pytester, DB_TEST, errors=1)
     result.stdout.fnmatch_lines(
         [
             (

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,14 +10,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-HELPERS = """
-from sqlalchemy import func, select
-
-
-async def count(session, model):
-    return await session.scalar(select(func.count()).select_from(model))
-"""
-
 
 @pytest.fixture(params=support.BACKENDS[:2])
 def project(
@@ -27,16 +18,7 @@ def project(
     """A pytester project with the test schema on a fresh SQLite or PostgreSQL database."""
     with support.database(request.param, tmp_path) as url:
         support.make_project(pytester, url)
-        pytester.makepyfile(helpers=HELPERS)
         yield url
-
-
-def run_inner(pytester: pytest.Pytester, source: str, passed: int = 1) -> pytest.RunResult:
-    """Run `source` as the inner test module and expect every test in it to pass."""
-    pytester.makepyfile(test_inner=textwrap.dedent(source))
-    result = pytester.runpytest()
-    result.assert_outcomes(passed=passed)
-    return result
 
 
 @pytest.mark.usefixtures("project")
@@ -44,7 +26,7 @@ def test_factory_persists_an_object_with_its_primary_key_and_defaults(
     pytester: pytest.Pytester,
 ) -> None:
     """One call builds, adds and flushes: the id, Python and server defaults are all set."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from factories import UserFactory
@@ -67,7 +49,7 @@ def test_factory_persists_an_object_with_its_primary_key_and_defaults(
 @pytest.mark.usefixtures("project")
 def test_factory_batch_makes_n_objects_with_one_flush(pytester: pytest.Pytester) -> None:
     """batch(F, 10, **kw) returns 10 persisted objects sharing the overrides, in one flush."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from sqlalchemy import event
@@ -91,7 +73,7 @@ def test_factory_batch_makes_n_objects_with_one_flush(pytester: pytest.Pytester)
 @pytest.mark.usefixtures("project")
 def test_a_subfactory_object_is_persisted_with_its_parent(pytester: pytest.Pytester) -> None:
     """SubFactory objects are added and flushed, so the parent's foreign key is set."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from factories import BlogPostFactory, ProfileFactory
@@ -113,7 +95,7 @@ def test_a_related_factory_gets_its_foreign_key_from_the_parents_id(
     pytester: pytest.Pytester,
 ) -> None:
     """RelatedFactory objects see the flushed parent: by its id, or through a relationship."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from sqlalchemy import select
@@ -137,7 +119,7 @@ def test_post_generation_hooks_see_create_true_and_their_objects_are_persisted(
     pytester: pytest.Pytester,
 ) -> None:
     """A post_generation hook runs as under factory_boy's create, and what it adds is flushed."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from sqlalchemy import select
@@ -157,7 +139,7 @@ def test_post_generation_hooks_see_create_true_and_their_objects_are_persisted(
 @pytest.mark.usefixtures("project")
 def test_lazy_attribute_sequence_and_trait_work(pytester: pytest.Pytester) -> None:
     """Sequence numbers, LazyAttribute values and Trait flags reach the saved rows."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from factories import UserFactory
@@ -175,7 +157,7 @@ def test_lazy_attribute_sequence_and_trait_work(pytester: pytest.Pytester) -> No
 @pytest.mark.usefixtures("project")
 def test_no_meta_sqlalchemy_session_is_needed_or_changed(pytester: pytest.Pytester) -> None:
     """Factories with no session, or with a session of their own, keep it and leave it unused."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from sqlalchemy.orm import Session
@@ -204,7 +186,7 @@ def test_no_meta_sqlalchemy_session_is_needed_or_changed(pytester: pytest.Pytest
 @pytest.mark.usefixtures("project")
 def test_a_plain_factory_boy_factory_is_persisted_too(pytester: pytest.Pytester) -> None:
     """factory.Factory with a mapped model is persisted; one building a dict returns it as is."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         import factory as factory_boy
@@ -232,7 +214,7 @@ def test_a_plain_factory_boy_factory_is_persisted_too(pytester: pytest.Pytester)
 @pytest.mark.usefixtures("project")
 def test_what_factory_creates_is_rolled_back_with_the_test(pytester: pytest.Pytester) -> None:
     """Objects made through `factory` and committed are gone in the next test."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from factories import BlogPostFactory
@@ -253,7 +235,7 @@ def test_what_factory_creates_is_rolled_back_with_the_test(pytester: pytest.Pyte
 @pytest.mark.usefixtures("project")
 def test_a_get_or_create_factory_returns_the_existing_row(pytester: pytest.Pytester) -> None:
     """sqlalchemy_get_or_create looks the row up in db_session before making a new one."""
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from factories import UserFactory
@@ -310,7 +292,6 @@ def test_register_creates_an_instance_and_a_factory_fixture_named_after_the_mode
 ) -> None:
     """register(BlogPostFactory) gives `blog_post` and `blog_post_factory`; @register works too."""
     support.make_project(pytester, None)
-    pytester.makepyfile(helpers=HELPERS)
     pytester.makeconftest(
         """
         import factory
@@ -334,7 +315,7 @@ def test_register_creates_an_instance_and_a_factory_fixture_named_after_the_mode
             post_id = factory.SelfAttribute("post.id")
         """
     )
-    run_inner(
+    support.run_inner(
         pytester,
         """
         from helpers import count
@@ -373,7 +354,7 @@ def test_register_with_a_name_overrides_the_fixture_names(pytester: pytest.Pytes
         register(UserFactory, name="author")
         """
     )
-    run_inner(
+    support.run_inner(
         pytester,
         """
         async def test_fixtures(author, author_factory, request):

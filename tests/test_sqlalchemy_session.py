@@ -11,16 +11,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-COUNT_USERS = """
-from sqlalchemy import func, select
-
-from models import User
-
-
-async def count_users(session):
-    return await session.scalar(select(func.count(User.id)))
-"""
-
 
 @pytest.fixture(params=support.BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -34,8 +24,8 @@ def test_what_a_test_commits_is_gone_before_the_next_test(
 ) -> None:
     """A committed row exists for the rest of its test and not in the next one."""
     support.make_project(pytester, database_url)
-    pytester.makepyfile(helpers=COUNT_USERS)
-    pytester.makepyfile(
+    support.run_inner(
+        pytester,
         """
         from helpers import count_users
         from models import User
@@ -46,12 +36,10 @@ def test_what_a_test_commits_is_gone_before_the_next_test(
             await db_session.commit()
             assert user.name == "ann"  # still loaded: expire_on_commit is off
             assert await count_users(db_session) == 1
-
-        async def test_sees_nothing(db_session):
-            assert await count_users(db_session) == 0
-        """
+        """,
+        support.SEES_NOTHING,
+        passed=2,
     )
-    pytester.runpytest().assert_outcomes(passed=2)
 
 
 def test_a_rollback_inside_a_test_returns_to_the_tests_last_commit(
@@ -59,8 +47,8 @@ def test_a_rollback_inside_a_test_returns_to_the_tests_last_commit(
 ) -> None:
     """commit() and rollback() work on SAVEPOINTs; on SQLite too, and still nothing leaks."""
     support.make_project(pytester, database_url)
-    pytester.makepyfile(helpers=COUNT_USERS)
-    pytester.makepyfile(
+    support.run_inner(
+        pytester,
         """
         from sqlalchemy import select
 
@@ -74,12 +62,10 @@ def test_a_rollback_inside_a_test_returns_to_the_tests_last_commit(
             await db_session.flush()
             await db_session.rollback()
             assert (await db_session.scalars(select(User.name))).all() == ["kept"]
-
-        async def test_sees_nothing(db_session):
-            assert await count_users(db_session) == 0
-        """
+        """,
+        support.SEES_NOTHING,
+        passed=2,
     )
-    pytester.runpytest().assert_outcomes(passed=2)
 
 
 def test_nothing_is_lost_and_nothing_leaks_after_tests_that_commit_roll_back_raise_and_fail(
@@ -89,8 +75,8 @@ def test_nothing_is_lost_and_nothing_leaks_after_tests_that_commit_roll_back_rai
     support.seed_users(database_url, "seed-1", "seed-2")
     support.make_project(pytester, database_url)
     pytester.makeconftest(support.AUDIT_CONFTEST)
-    pytester.makepyfile(helpers=COUNT_USERS)
-    pytester.makepyfile(
+    support.run_inner(
+        pytester,
         """
         import pytest
 
@@ -117,9 +103,10 @@ def test_nothing_is_lost_and_nothing_leaks_after_tests_that_commit_roll_back_rai
 
         async def test_sees_only_the_seed(db_session):
             assert await count_users(db_session) == 2
-        """
+        """,
+        passed=3,
+        failed=2,
     )
-    pytester.runpytest().assert_outcomes(passed=3, failed=2)
     audit = json.loads((pytester.path / "audit.json").read_text())
     assert (
         audit["before"]
@@ -140,8 +127,8 @@ def test_a_test_that_breaks_its_transaction_does_not_harm_the_next(
 ) -> None:
     """An IntegrityError, caught or not, leaves the next test a working session."""
     support.make_project(pytester, database_url)
-    pytester.makepyfile(helpers=COUNT_USERS)
-    pytester.makepyfile(
+    result = support.run_inner(
+        pytester,
         """
         import pytest
         from sqlalchemy.exc import IntegrityError
@@ -164,10 +151,10 @@ def test_a_test_that_breaks_its_transaction_does_not_harm_the_next(
             db_session.add(User(name="x", email="3"))
             await db_session.commit()
             assert await count_users(db_session) == 1
-        """
+        """,
+        passed=2,
+        failed=1,
     )
-    result = pytester.runpytest()
-    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["_* test_uncaught _*", "E *sqlalchemy.exc.IntegrityError: *"])
 
 
@@ -176,8 +163,8 @@ def test_committing_the_outer_transaction_fails_clearly_and_is_rolled_back(
 ) -> None:
     """Committing db_session's connection itself is refused with a message saying what to do."""
     support.make_project(pytester, database_url)
-    pytester.makepyfile(helpers=COUNT_USERS)
-    pytester.makepyfile(
+    result = support.run_inner(
+        pytester,
         """
         from helpers import count_users
         from models import User
@@ -186,13 +173,11 @@ def test_committing_the_outer_transaction_fails_clearly_and_is_rolled_back(
             db_session.add(User(name="ann", email="ann@example.com"))
             await db_session.flush()
             await db_session.bind.commit()
-
-        async def test_sees_nothing(db_session):
-            assert await count_users(db_session) == 0
-        """
+        """,
+        support.SEES_NOTHING,
+        passed=1,
+        failed=1,
     )
-    result = pytester.runpytest()
-    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             (
@@ -211,7 +196,6 @@ def test_the_apps_sessionmaker_bound_to_db_session_writes_inside_the_test_transa
     """The documented recipe: the app's own sessions commit into db_session's transaction."""
     support.make_project(pytester, database_url)
     pytester.makepyfile(
-        helpers=COUNT_USERS,
         app="""
         from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -237,7 +221,8 @@ def test_the_apps_sessionmaker_bound_to_db_session_writes_inside_the_test_transa
             monkeypatch.setitem(app.Session.kw, "join_transaction_mode", "create_savepoint")
         """
     )
-    pytester.makepyfile(
+    support.run_inner(
+        pytester,
         """
         import app
         from helpers import count_users
@@ -246,12 +231,10 @@ def test_the_apps_sessionmaker_bound_to_db_session_writes_inside_the_test_transa
             await app.sign_up("ann")
             await app.sign_up("bob")
             assert await count_users(db_session) == 2
-
-        async def test_sees_nothing(db_session):
-            assert await count_users(db_session) == 0
-        """
+        """,
+        support.SEES_NOTHING,
+        passed=2,
     )
-    pytester.runpytest().assert_outcomes(passed=2)
 
 
 TEARDOWN_CONFTEST = """
@@ -291,8 +274,8 @@ def test_the_teardown_rolls_back_the_outer_transaction_once_and_does_nothing_els
     """No ROLLBACK TO SAVEPOINT first, and the pool does not roll the connection back again."""
     support.make_project(pytester, database_url)
     pytester.makeconftest(TEARDOWN_CONFTEST)
-    pytester.makepyfile(helpers=COUNT_USERS)
-    pytester.makepyfile(
+    support.run_inner(
+        pytester,
         """
         from factories import UserFactory
         from helpers import count_users
@@ -302,12 +285,10 @@ def test_the_teardown_rolls_back_the_outer_transaction_once_and_does_nothing_els
             await db_session.commit()
             await factory(UserFactory)
             assert await count_users(db_session) == 3
-
-        async def test_sees_nothing(db_session):
-            assert await count_users(db_session) == 0
-        """
+        """,
+        support.SEES_NOTHING,
+        passed=2,
     )
-    pytester.runpytest().assert_outcomes(passed=2)
     events = json.loads((pytester.path / "events.json").read_text())
     teardown = ["rollback", "pool: already reset"]
     assert events == [
@@ -321,7 +302,6 @@ def test_only_the_tests_own_connection_refuses_a_commit(
 ) -> None:
     """Other connections commit during a test, and the test's connection commits after it."""
     support.make_project(pytester, database_url)
-    pytester.makepyfile(helpers=COUNT_USERS)
     pytester.makeconftest(
         """
         import pathlib
@@ -337,7 +317,8 @@ def test_only_the_tests_own_connection_refuses_a_commit(
             pathlib.Path(__file__).with_name("committed").write_text("yes")
         """
     )
-    pytester.makepyfile(
+    support.run_inner(
+        pytester,
         """
         import pytest
         from sqlalchemy import text
@@ -358,9 +339,9 @@ def test_only_the_tests_own_connection_refuses_a_commit(
         async def test_later_tests_are_guarded_too(n, db_session):
             with pytest.raises(RuntimeError, match=REFUSED):
                 await db_session.bind.commit()
-        """
+        """,
+        passed=4,
     )
-    pytester.runpytest().assert_outcomes(passed=4)
     assert (pytester.path / "committed").read_text() == "yes"
 
 

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_oneloop._hooks import is_foreign
-from pytest_oneloop._runner import get_runner
+from pytest_oneloop._runner import describe_factory, get_runner
+from pytest_oneloop.plugin import PYTEST_ASYNCIO_NAMES
 
 if TYPE_CHECKING:
     import asyncio
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
-_PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
 _HOOK = "pytest_asyncio_loop_factories"
 _NO_EFFECT = "Accepted for pytest-asyncio compatibility; no effect with pytest-oneloop."
 _SHOWN_ITEMS = 3
@@ -85,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
     """Declare the options and the hookspec, unless pytest-asyncio is here to do it."""
     pluginmanager = early_config.pluginmanager
-    if any(pluginmanager.has_plugin(name) for name in _PYTEST_ASYNCIO_NAMES):
+    if any(pluginmanager.has_plugin(name) for name in PYTEST_ASYNCIO_NAMES):
         return
     group = parser.getgroup("asyncio", "pytest-asyncio options accepted by pytest-oneloop")
     # A plugin that stubs pytest-asyncio may have declared them in this group.
@@ -158,12 +158,6 @@ def _select(item: pytest.Item, factories: dict[str, LoopFactory]) -> dict[str, L
     return {name: factories[name] for name in names if name in factories}
 
 
-def _describe(factory: LoopFactory) -> str:
-    module = getattr(factory, "__module__", None) or type(factory).__module__
-    name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
-    return f"{module}:{name}"
-
-
 def _list_items(nodeids: list[str]) -> str:
     shown = ", ".join(nodeids[:_SHOWN_ITEMS])
     more = len(nodeids) - _SHOWN_ITEMS
@@ -222,7 +216,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if len(uses) > 1:
         which = "; ".join(
-            f"{name!r} ({_describe(factory)}) for {_list_items(nodeids)}"
+            f"{name!r} ({describe_factory(factory)}) for {_list_items(nodeids)}"
             for name, factory, nodeids in uses
         )
         raise pytest.UsageError(
@@ -236,8 +230,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"oneloop: {_HOOK} names the loop factory {name!r} for {_list_items(nodeids)}, "
             "but the session loop was already created before collection finished."
         )
-    runner.use_loop_factory(factory, _describe(factory))
-    config.stash[_CHOICE] = f"{name!r} ({_describe(factory)})"
+    described = describe_factory(factory)
+    runner.use_loop_factory(factory, described)
+    config.stash[_CHOICE] = f"{name!r} ({described})"
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:

@@ -30,7 +30,8 @@ FEATURES = (
     "pytest_oneloop._migrate",
 )
 
-_PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
+#: The names pytest-asyncio's plugin is registered under (entry point, module).
+PYTEST_ASYNCIO_NAMES = ("asyncio", "pytest_asyncio.plugin")
 
 PYTEST_ASYNCIO_CONFLICT = (
     "oneloop: pytest-asyncio is active in this session too, and both plugins run "
@@ -90,7 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Refuse to share the session with pytest-asyncio, then prepare the runner."""
-    if any(config.pluginmanager.has_plugin(name) for name in _PYTEST_ASYNCIO_NAMES):
+    if any(config.pluginmanager.has_plugin(name) for name in PYTEST_ASYNCIO_NAMES):
         raise pytest.UsageError(PYTEST_ASYNCIO_CONFLICT)
     config.addinivalue_line(
         "markers",

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
+from pytest_oneloop._imports import import_object
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -151,19 +153,13 @@ def load_metadata(config: pytest.Config) -> MetaData:
     spec = str(config.getini(INI_METADATA)).strip()
     if not spec:
         fail(NO_METADATA)
-    where = f"oneloop: invalid {INI_METADATA} {spec!r}"
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        fail(f"{where}: expected 'package.module:Base', for example 'myapp.models:Base'")
     try:
-        target: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        fail(f"{where}: cannot import module {module_name!r} ({exc})")
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            fail(f"{where}: module {module_name!r} has no attribute {attr!r}")
+        target = import_object(
+            spec, what=INI_METADATA, form="package.module:Base", example="myapp.models:Base"
+        )
+    except pytest.UsageError as exc:
+        # A DB test's failure, not the session's: the tests without the database still run.
+        fail(str(exc))
     return as_metadata(target, f"{INI_METADATA} {spec!r}")
 
 
