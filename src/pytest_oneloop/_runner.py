@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import io
 import signal
 import sys
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import pytest
 
+from pytest_oneloop._imports import import_callable
 from pytest_oneloop._spin import PUBLIC, how_to_drive, run_until_done
 
 if TYPE_CHECKING:
@@ -62,30 +62,9 @@ class LoopSettings(NamedTuple):
 
 def load_loop_factory(spec: str) -> Callable[[], asyncio.AbstractEventLoop]:
     """Import `module:callable`, or raise a usage error naming the value."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise pytest.UsageError(
-            f"oneloop: invalid loop factory {spec!r}: expected 'module:callable', "
-            "for example 'uvloop:new_event_loop'"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise pytest.UsageError(
-            f"oneloop: invalid loop factory {spec!r}: cannot import module {module_name!r} ({exc})"
-        ) from None
-    target: Any = module
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise pytest.UsageError(
-                f"oneloop: invalid loop factory {spec!r}: module {module_name!r} "
-                f"has no attribute {attr!r}"
-            ) from None
-    if not callable(target):
-        raise pytest.UsageError(f"oneloop: invalid loop factory {spec!r}: {attr!r} is not callable")
-    factory: Callable[[], asyncio.AbstractEventLoop] = target
+    factory: Callable[[], asyncio.AbstractEventLoop] = import_callable(
+        spec, what="loop factory", form="module:callable", example="uvloop:new_event_loop"
+    )
     return factory
 
 
