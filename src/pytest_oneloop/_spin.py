@@ -1,9 +1,9 @@
 """The one module that uses asyncio's private names.
 
 Everything else in the plugin uses asyncio's public API. What is here is
-either not offered publicly at all (whether a task's exception was ever
-retrieved, the transports a selector loop keeps), or offered publicly at a
-measured cost: running the loop until a future is done.
+either not offered publicly at all (where a task was created, the
+transports a selector loop keeps), or offered publicly at a measured cost:
+running the loop until a future is done.
 
 `loop.run_until_complete(future)` stops the loop from a done callback of the
 future, so it always takes one more turn of the loop (a `select()` call and
@@ -13,8 +13,9 @@ async test (fixture set-up, the test, fixture teardown). `run_until_done`
 does what `run_forever` does around its turns, and checks the future after
 each turn instead; it takes the one more turn only when callbacks are
 already queued for it, as `run_until_complete`'s last turn would run them.
-Measured with `bench/instructions.py --tests 400` (instructions per async
-test; see docs/architecture.md for the figures on each Python).
+Measured with the suite of `bench/instructions.py --tests 400`, against
+`oneloop_fast_loop = false` on the same tree: 66.8k instructions less per
+async test on Python 3.11.7 (2.2 %), 82.1k on 3.13.0 (2.6 %).
 
 How a loop is driven is decided once per loop, by feature detection
 (`how_to_drive`):
@@ -145,16 +146,6 @@ def _turn_until(loop: Any, future: asyncio.Future[Any]) -> None:
         loop._run_once()  # noqa: SLF001
         if done or loop._stopping:  # noqa: SLF001
             return
-
-
-def unretrieved(task: asyncio.Task[Any]) -> bool:
-    """Whether nobody has looked at the done task's exception (asyncio's own flag).
-
-    asyncio logs "Task exception was never retrieved" when such a task is
-    collected; the plugin reports it against its test instead. A loop whose
-    tasks lack the flag: never.
-    """
-    return bool(getattr(task, "_log_traceback", False))
 
 
 def creation_stack(task: asyncio.Task[Any]) -> list[Any]:
