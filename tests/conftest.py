@@ -26,7 +26,9 @@ def pytester(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
     """A pytester whose runs ignore this project's configuration and cache.
 
     ONELOOP_TEST_LOOP_FACTORY (e.g. `uvloop:new_event_loop`) runs the inner
-    sessions on another loop; `make test` runs the core suite that way too.
+    sessions on another loop, and ONELOOP_TEST_FAST_LOOP=false drives
+    asyncio's loop through `run_until_complete` only; `make test` runs the
+    core suite both ways too.
     In-process runs inherit the warning filters of the outer run (which turns
     warnings into errors); the inner runs start from Python's defaults.
     """
@@ -34,6 +36,9 @@ def pytester(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
     factory = os.environ.get("ONELOOP_TEST_LOOP_FACTORY")
     if factory:
         ini += f"oneloop_loop_factory = {factory}\n"
+    fast = os.environ.get("ONELOOP_TEST_FAST_LOOP")
+    if fast:
+        ini += f"oneloop_fast_loop = {fast}\n"
     pytester.makeini(ini)
     with warnings.catch_warnings():
         warnings.resetwarnings()

@@ -161,7 +161,8 @@ def test_callbacks_queued_from_threads_run_in_order(pytester: pytest.Pytester) -
 def _driver_of(pytester: pytest.Pytester, *args: str) -> str:
     pytester.makepyfile(loops=LOOPS, test_driver=DRIVER_TEST)
     pytester.syspathinsert()
-    result = pytester.runpytest("-s", "-p", "no:randomly", *args)
+    # The driver is what is tested here, whatever ONELOOP_TEST_FAST_LOOP says.
+    result = pytester.runpytest("-s", "-p", "no:randomly", "-o", "oneloop_fast_loop=true", *args)
     result.assert_outcomes(passed=1)
     found = re.findall(r"DRIVER (\w+)", result.stdout.str())
     assert len(found) == 1, result.outlines
