@@ -313,6 +313,65 @@ def test_a_test_whose_fixture_teardown_failed_is_still_checked_for_leaks(
     result.stdout.no_fnmatch_line("*Warning*")
 
 
+def test_asyncio_s_clean_up_of_a_dropped_async_generator_is_not_a_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """Breaking out of `async for` leaves asyncio's `aclose()` task: it finishes, unreported."""
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        closed = []
+
+        async def agen():
+            try:
+                while True:
+                    yield 1
+                    await asyncio.sleep(0)
+            finally:
+                closed.append(True)
+
+        async def test_break_out_of_async_for():
+            async for _ in agen():
+                break
+
+        async def test_next():
+            assert closed == [True]
+        """
+    )
+    pytester.makeini("[pytest]\nfilterwarnings = error\noneloop_leaked_tasks = error\n")
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_a_dropped_async_generator_whose_clean_up_hangs_is_still_a_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    """The same rule does not hide a real leak: a clean-up that never ends is reported."""
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        async def agen():
+            try:
+                yield 1
+            finally:
+                await asyncio.Event().wait()
+
+        async def test_break_out_of_async_for():
+            async for _ in agen():
+                break
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_break_out_of_async_for left 1 task(s) pending*",
+            "*running aclose() of an async generator the test dropped (its clean-up never*",
+        ]
+    )
+
+
 def test_invalid_leaked_tasks_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     """A misspelt mode stops the run and lists the valid ones."""
     pytester.makepyfile(LEAKY)

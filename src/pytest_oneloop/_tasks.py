@@ -355,10 +355,13 @@ def _cancel_and_describe(
 
 def _describe_task(task: asyncio.Task[Any]) -> str:
     coro = task.get_coro()
-    name = getattr(coro, "__qualname__", repr(coro))
-    frame = getattr(coro, "cr_frame", None)
-    where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
-    text = f"  - {task.get_name()} running {name}(){where}"
+    if isinstance(coro, _ACLOSE):
+        what = "aclose() of an async generator the test dropped (its clean-up never finished)"
+    else:
+        frame = getattr(coro, "cr_frame", None)
+        where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
+        what = f"{getattr(coro, '__qualname__', repr(coro))}(){where}"
+    text = f"  - {task.get_name()} running {what}"
     source = _spin.creation_stack(task)
     if source:
         created = "".join(traceback.format_list(source[-3:])).rstrip()
