@@ -66,8 +66,9 @@ pytest-example: $(VENV)/.installed postgres
 
 test: lint types pytest pytest84 pytest-uvloop pytest-example
 
-# Real projects' suites under pytest-asyncio, then under this tree (needs PyPI;
-# about 15 minutes; not part of `test`): writes bench/compat/results.md.
+# Real projects' suites under pytest-asyncio, under this tree, and under this
+# tree after `pytest-oneloop migrate` (needs PyPI; about 20 minutes; not part
+# of `test`): writes bench/compat/results.md.
 compat:
 	$(PYTHON) bench/compat/run_all.py $(COMPAT_ARGS)
 
