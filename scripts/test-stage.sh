@@ -7,7 +7,9 @@
 # (TEST_LOGS defaults to .test-logs), where <minor> is the Python version of
 # VENV; one tab-separated line is appended to $TEST_LOGS/stages.tsv:
 #
-#   NAME  log  python-version  pytest-version  exit-status  seconds
+#   NAME  <minor>-NAME.log  python-version  pytest-version  exit-status  seconds
+#
+# pytest-version is "-" when COMMAND is not VENV's pytest.
 #
 # The exit status is COMMAND's. A stage still running after
 # TEST_STAGE_TIMEOUT seconds (default 1200; the slowest, the unit suite,
@@ -24,21 +26,20 @@ mkdir -p "$logs"
 read -r python_version pytest_version < <(
   "$venv/bin/python" -c '
 import importlib.metadata, platform
-try:
-    pytest = importlib.metadata.version("pytest")
-except importlib.metadata.PackageNotFoundError:
-    pytest = "-"
-print(platform.python_version(), pytest)
+print(platform.python_version(), importlib.metadata.version("pytest"))
 '
 )
-log="$logs/${python_version%.*}-$name.log"
+if [ "$(basename "$1")" != pytest ]; then
+  pytest_version=-
+fi
+log=${python_version%.*}-$name.log
 
 start=$SECONDS
 # timeout runs COMMAND in a process group of its own, so that it can stop
 # pytest-xdist's workers too; Ctrl-C does not reach that group, hence the trap.
 status=0 interrupted="" pid=""
 trap 'interrupted=1; [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true' INT TERM HUP
-timeout --kill-after=30 "$limit" "$@" > >(tee "$log") 2>&1 &
+timeout --kill-after=30 "$limit" "$@" > >(tee "$logs/$log") 2>&1 &
 pid=$!
 wait "$pid" || status=$?
 if [ -n "$interrupted" ]; then
@@ -46,7 +47,7 @@ if [ -n "$interrupted" ]; then
   exit 130
 fi
 if [ "$status" = 124 ]; then
-  echo "test-stage.sh: $name stopped after ${limit}s (TEST_STAGE_TIMEOUT)" | tee -a "$log" >&2
+  echo "test-stage.sh: $name stopped after ${limit}s (TEST_STAGE_TIMEOUT)" | tee -a "$logs/$log" >&2
 fi
 printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$log" "$python_version" "$pytest_version" \
   "$status" $((SECONDS - start)) >>"$logs/stages.tsv"

@@ -19,7 +19,7 @@ touch "$stages"
 
 # The last summary line of each pytest log, "-" for the other stages.
 while IFS=$'\t' read -r name log pyver ptver status secs; do
-  line=$(grep -E '([0-9]+ (passed|failed|skipped|deselected|xfailed|xpassed|errors?|warnings?)|no tests ran).* in [0-9.]+s' "$log" 2>/dev/null | tail -n 1 || true)
+  line=$(grep -E '([0-9]+ (passed|failed|skipped|deselected|xfailed|xpassed|errors?|warnings?)|no tests ran).* in [0-9.]+s' "$logs/$log" 2>/dev/null | tail -n 1 || true)
   line=$(sed -E 's/^=+ //; s/ =+$//; s/ in [0-9.]+s( \([0-9:]+\))?$//' <<<"$line")
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pyver" "$ptver" "$status" "$secs" "${line:--}"
 done <"$stages" | awk -F'\t' -v make_status="$make_status" -v elapsed=$(($(date +%s) - start)) -v minors="$*" '
@@ -35,14 +35,15 @@ function plural(n, word) { return n " " word (n == 1 ? "" : "s") }
     result = result (result == "" ? "" : " ") "(exit " status ")"
     failures = failures (failures == "" ? "" : ", ") pyver " " name
   }
-  row = sprintf("make test: %-8s %-14s %-20s %7s  %-7s %s", pyver, (line == "-" ? "" : "pytest " ptver), name, duration(secs), verdict, result)
+  row = sprintf("make test: %-8s %-14s %-20s %7s  %-7s %s", pyver, (ptver == "-" ? "" : "pytest " ptver), name, duration(secs), verdict, result)
   sub(/ +$/, "", row)
   print row
   total += secs
+  if (ptver == "-") next
   if (!(pyver in seen)) { seen[pyver] = 1; versions[++nversions] = pyver }
-  if (line == "-") next
   key = pyver SUBSEP ptver
   if (!(key in pytests)) { pytests[key] = 1; order[pyver] = order[pyver] SUBSEP ptver }
+  if (line == "-") { nosummary[key]++; next }
   n = split(line, parts, ", ")
   for (i = 1; i <= n; i++) {
     split(parts[i], word, " ")
@@ -52,7 +53,7 @@ function plural(n, word) { return n " " word (n == 1 ? "" : "s") }
   }
 }
 END {
-  printf "make test: stages %s, %s in all (installs included)\n", duration(total), duration(elapsed)
+  printf "make test: the stages took %s; %s in all, installs included\n", duration(total), duration(elapsed)
   out = ""
   split("failed passed skipped xfailed xpassed errors", kinds, " ")
   for (v = 1; v <= nversions; v++) {
@@ -67,9 +68,10 @@ END {
         if (c == "" || c == 0) continue
         counts = counts (counts == "" ? "" : ", ") (kinds[k] == "errors" ? plural(c, "error") : c " " kinds[k])
       }
+      if (nosummary[key]) counts = counts (counts == "" ? "" : ", ") plural(nosummary[key], "run") " with no counts"
       text = text (text == "" ? "" : "; ") "pytest " ptvers[p] ": " (counts == "" ? "no tests ran" : counts)
     }
-    out = out (out == "" ? "" : ", ") pyver " (" (text == "" ? "no pytest stage" : text) ")"
+    out = out (out == "" ? "" : ", ") pyver " (" text ")"
     split(pyver, parts, ".")
     ran[parts[1] "." parts[2]] = 1
   }
