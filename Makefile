@@ -27,7 +27,7 @@ python_of = $(if $(filter $(1),$(DEFAULT_MINOR)),$(PYTHON),"$$(bash scripts/pyth
 PG_URL = "$$(bash scripts/ensure-postgres.sh)"
 
 .PHONY: demo test test-stages lint types pytest pytest84 pytest84-unit pytest84-integration \
-  pytest-uvloop pytest-example postgres clean compat bench
+  pytest-uvloop pytest-public-loop pytest-example postgres clean compat bench
 # Prerequisites such as $$(call venv_of,$$*) are expanded when the target is made.
 .SECONDEXPANSION:
 # Made by pattern rules, but not intermediate files to delete at the end.
@@ -74,6 +74,7 @@ postgres:
 # `make pytest-example@3.12`. Without the suffix, on the default $(PYTHON).
 pytest: pytest@$$(DEFAULT_MINOR)
 pytest-uvloop: pytest-uvloop@$$(DEFAULT_MINOR)
+pytest-public-loop: pytest-public-loop@$$(DEFAULT_MINOR)
 pytest-example: pytest-example@$$(DEFAULT_MINOR)
 
 # The unit suite, then the --integration group against PostgreSQL.
@@ -105,6 +106,13 @@ pytest-uvloop@%: $$(call venv_of,$$*)/.installed
 	  $(STAGE) uvloop $(call venv_of,$*) \
 	  $(call venv_of,$*)/bin/pytest -n 2 tests/test_hooks.py tests/test_tasks.py $(PYTEST_ARGS)
 
+# The core suite once more with asyncio's loop driven through
+# run_until_complete only (oneloop_fast_loop = false), on the oldest Python.
+pytest-public-loop@%: $$(call venv_of,$$*)/.installed
+	ONELOOP_TEST_FAST_LOOP=false \
+	  $(STAGE) public-loop $(call venv_of,$*) \
+	  $(call venv_of,$*)/bin/pytest -n 2 tests/test_hooks.py tests/test_tasks.py tests/test_spin.py $(PYTEST_ARGS)
+
 # The example app's suite on SQLite, then its integration tests on PostgreSQL.
 pytest-example@%: pytest-example-sqlite@% pytest-example-integration@% ;
 
@@ -131,7 +139,7 @@ test:
 	  exit $$status
 
 test-stages: lint types $$(foreach m,$$(TEST_PYTHONS),pytest@$$m pytest-uvloop@$$m pytest-example@$$m \
-  $$(if $$(filter $$m,$$(OLDEST)),pytest84))
+  $$(if $$(filter $$m,$$(OLDEST)),pytest84 pytest-public-loop@$$m))
 
 # Real projects' suites under pytest-asyncio, under this tree, and under this
 # tree after `pytest-oneloop migrate` (needs PyPI; about 20 minutes; not part
