@@ -1,9 +1,10 @@
 """The database fixtures, their options and the report-header line.
 
 Each fixture is a thin wrapper whose docstring is its user documentation
-(`pytest --fixtures`); the work is in `_config`, `_engine`, `_session` and
-`_factory`. Only `_config` (options, header line) is imported with the
-plugin; the others, and SQLAlchemy, when a fixture is set up.
+(`pytest --fixtures`); the work is in `_config`, `_engine`, `_session`,
+`_factory` and `_queries`. Only `_config` (options, header line) is
+imported with the plugin; the others, and SQLAlchemy, when a fixture is set
+up.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from pytest_oneloop.sqlalchemy._factory import PersistingFactory
+    from pytest_oneloop.sqlalchemy._queries import QueryCounter
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -125,3 +127,21 @@ def factory(db_session: AsyncSession) -> PersistingFactory:
     from pytest_oneloop.sqlalchemy import _factory
 
     return _factory.PersistingFactory(db_session)
+
+
+@pytest.fixture
+def db_queries(db_session: AsyncSession) -> QueryCounter:
+    """Counts the SQL statements db_session's connection executes, to catch N+1 queries.
+
+    `async with db_queries() as q: ...`, then `q.count` and `q.statements`
+    (the SQL text of each statement, in order). `async with
+    db_queries.assert_max(3): ...` fails the test, listing the statements,
+    if the block executed more than 3. Plain `with` works too. Not counted:
+    SAVEPOINT, RELEASE and ROLLBACK TO SAVEPOINT (what db_session's commit
+    and rollback cost inside the test's transaction), BEGIN and COMMIT.
+    The application's sessions bound to db_session.bind are counted; other
+    connections, such as db_engine.connect(), are not.
+    """
+    from pytest_oneloop.sqlalchemy import _queries
+
+    return _queries.QueryCounter(_queries.connection_of(db_session))
