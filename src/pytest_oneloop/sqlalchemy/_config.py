@@ -1,7 +1,8 @@
 """What the user configured for the database fixtures, and how it is shown.
 
 The URL comes from `--db-url`, the `ONELOOP_DB_URL` environment variable or
-the `oneloop_db_url` ini option; the schema from `oneloop_db_metadata`.
+the `oneloop_db_url` ini option; the schema from `oneloop_db_metadata`; the
+tests that commit for real are marked `db_commit`.
 Everything here that runs at start-up (the report header) works on plain
 strings, so SQLAlchemy is imported only once a DB fixture is set up. A URL
 is never shown with its password: `mask_url` and `scrub` are applied to every
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
 ENV_URL = "ONELOOP_DB_URL"
 INI_URL = "oneloop_db_url"
 INI_METADATA = "oneloop_db_metadata"
+COMMIT_MARKER = "db_commit"
+COMMIT_MARKER_HELP = (
+    f"{COMMIT_MARKER}: db_session commits for real (no outer transaction), and every table "
+    "of db_metadata is emptied after the test."
+)
 INSTALL_SQLALCHEMY = "pip install 'pytest-oneloop[sqlalchemy]'"
 INSTALL_POSTGRES = "pip install 'pytest-oneloop[postgres]'"
 URL_HELP = (

@@ -273,14 +273,14 @@ async def _execute_unless(connection: AsyncConnection, sql: str, sqlstate: str) 
     try:
         await connection.exec_driver_sql(sql)
     except Exception as exc:
-        if _sqlstate(exc) != sqlstate:
+        if sqlstate_of(exc) != sqlstate:
             raise
         await connection.rollback()
         return False
     return True
 
 
-def _sqlstate(exc: BaseException) -> str | None:
+def sqlstate_of(exc: BaseException) -> str | None:
     """The SQLSTATE of a DBAPI error wrapped by SQLAlchemy (asyncpg and psycopg)."""
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)

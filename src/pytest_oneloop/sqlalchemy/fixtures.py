@@ -1,9 +1,10 @@
 """The database fixtures, their options and the report-header line.
 
 Each fixture is a thin wrapper whose docstring is its user documentation
-(`pytest --fixtures`); the work is in `_config`, `_engine`, `_session` and
-`_factory`. Only `_config` (options, header line) is imported with the
-plugin; the others, and SQLAlchemy, when a fixture is set up.
+(`pytest --fixtures`); the work is in `_config`, `_engine`, `_session`,
+`_factory`, `_queries` and `_commit`. Only `_config` (options, marker,
+header line) is imported with the plugin; the others, and SQLAlchemy, when a
+fixture is set up.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_oneloop._markers import marker_names
 from pytest_oneloop.sqlalchemy import _config
 
 if TYPE_CHECKING:
@@ -21,6 +23,10 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from pytest_oneloop.sqlalchemy._factory import PersistingFactory
+    from pytest_oneloop.sqlalchemy._queries import QueryCounter
+
+#: The fixture each `db_commit` test gets: it empties the tables afterwards.
+COMMIT_FIXTURE = "_oneloop_db_commit"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +51,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Tables the DB fixtures create, as 'package.module:Base' (DeclarativeBase or MetaData).",
         default="",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the `db_commit` marker."""
+    config.addinivalue_line("markers", _config.COMMIT_MARKER_HELP)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each `db_commit` test, first of all, the fixture that empties the tables after it.
+
+    First, so that it is torn down last: after db_session and every other
+    fixture of the test has closed its connection. Each marked test gets a
+    list of its own, since parametrized tests share theirs; the other tests
+    are left as they are and pay nothing.
+    """
+    for item in items:
+        if (
+            isinstance(item, pytest.Function)
+            and _config.COMMIT_MARKER in marker_names(item)
+            and COMMIT_FIXTURE not in item.fixturenames
+        ):
+            item.fixturenames = [COMMIT_FIXTURE, *item.fixturenames]
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -96,7 +124,9 @@ async def db_engine(
 
 
 @pytest.fixture
-async def db_session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+async def db_session(
+    request: pytest.FixtureRequest, db_engine: AsyncEngine
+) -> AsyncIterator[AsyncSession]:
     """An AsyncSession whose work is rolled back after the test, whatever it did.
 
     Bound to a connection inside an outer transaction with
@@ -105,11 +135,32 @@ async def db_session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     expire_on_commit is False. To make the application's own
     async_sessionmaker write in the same transaction, configure it with
     bind=db_session.bind and join_transaction_mode="create_savepoint".
+    In a test marked @pytest.mark.db_commit, the connection has no outer
+    transaction: commit() commits for real, and every table of db_metadata
+    is emptied after the test.
     """
+    if request.node.get_closest_marker(_config.COMMIT_MARKER) is not None:
+        from pytest_oneloop.sqlalchemy import _commit
+
+        async with _commit.committing_session(db_engine) as session:
+            yield session
+        return
     from pytest_oneloop.sqlalchemy import _session
 
     async with _session.rolled_back_session(db_engine) as session:
         yield session
+
+
+@pytest.fixture(name=COMMIT_FIXTURE)
+async def emptied_tables(
+    request: pytest.FixtureRequest, db_engine: AsyncEngine, db_metadata: MetaData
+) -> AsyncIterator[None]:
+    """For a test marked db_commit: the tables are empty before it, and emptied after it."""
+    from pytest_oneloop.sqlalchemy import _commit
+
+    metadata = _config.as_metadata(db_metadata, "the db_metadata fixture's value")
+    async with _commit.emptied_afterwards(db_engine, metadata, request.node.nodeid):
+        yield
 
 
 @pytest.fixture
@@ -125,3 +176,21 @@ def factory(db_session: AsyncSession) -> PersistingFactory:
     from pytest_oneloop.sqlalchemy import _factory
 
     return _factory.PersistingFactory(db_session)
+
+
+@pytest.fixture
+def db_queries(db_session: AsyncSession) -> QueryCounter:
+    """Counts the SQL statements db_session's connection executes, to catch N+1 queries.
+
+    `async with db_queries() as q: ...`, then `q.count` and `q.statements`
+    (the SQL text of each statement, in order). `async with
+    db_queries.assert_max(3): ...` fails the test, listing the statements,
+    if the block executed more than 3. Plain `with` works too. Not counted:
+    SAVEPOINT, RELEASE and ROLLBACK TO SAVEPOINT (what db_session's commit
+    and rollback cost inside the test's transaction), BEGIN and COMMIT.
+    The application's sessions bound to db_session.bind are counted; other
+    connections, such as db_engine.connect(), are not.
+    """
+    from pytest_oneloop.sqlalchemy import _queries
+
+    return _queries.QueryCounter(_queries.connection_of(db_session))
