@@ -160,11 +160,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 def _wanted(item: pytest.Item, *, default: bool) -> bool:
-    if is_foreign(item):  # anyio's and trio's tests run on loops of their own
-        return False
     marker = item.get_closest_marker(MARKER) if MARKER in marker_names(item) else None
-    if marker is None:
-        return default
+    wanted = default if marker is None else _enabled(marker, item)
+    # anyio's and trio's tests run on loops of their own.
+    return wanted and not is_foreign(item)
+
+
+def _enabled(marker: pytest.Mark, item: pytest.Item) -> bool:
+    """What `@pytest.mark.virtual_time(...)` says, or a failure naming the test."""
     args, kwargs = marker.args, marker.kwargs
     if not args and not kwargs:
         return True
