@@ -260,9 +260,11 @@ def test_the_clock_stands_still_while_code_runs_and_moves_only_by_jumps(
         import time
 
         import pytest
+        import pytest_oneloop
 
         @pytest.mark.virtual_time
         async def test_jumps(clock):
+            assert isinstance(clock, pytest_oneloop.Clock)
             loop = asyncio.get_running_loop()
             start = loop.time()
             assert start == int(start)  # a whole second: dyadic delays add up exactly
