@@ -152,6 +152,7 @@ compat:
 # writes bench/results.md and bench/results.png. BENCH_ARGS=--quick: smoke run.
 bench:
 	$(PYTHON) bench/overhead.py $(BENCH_ARGS)
+	$(PYTHON) bench/virtual_time.py
 
 clean:
 	rm -rf $(VENV) .venv-3.* .venv-pytest84* $(LOGS) .mypy_cache .ruff_cache .pytest_cache

@@ -2,8 +2,9 @@
 
 Everything else in the plugin uses asyncio's public API. What is here is
 either not offered publicly at all (where a task was created, the
-transports a selector loop keeps), or offered publicly at a measured cost:
-running the loop until a future is done.
+transports a selector loop keeps, the selector and timers that virtual
+time works on), or offered publicly at a measured cost: running the loop
+until a future is done.
 
 `loop.run_until_complete(future)` stops the loop from a done callback of the
 future, so it always takes one more turn of the loop (a `select()` call and
@@ -157,3 +158,62 @@ def transports(loop: asyncio.AbstractEventLoop) -> Mapping[int, asyncio.Transpor
     """The transports of a selector loop, by file descriptor; empty for other loops."""
     found: Mapping[int, asyncio.Transport] | None = getattr(loop, "_transports", None)
     return found or {}
+
+
+# Virtual time (`_vtime`)
+#
+# `_vtime` makes a selector loop's clock virtual by replacing `loop.time`
+# (public) and wrapping the loop's selector, whose `select(timeout)` is
+# where asyncio's `_run_once` waits for the next timer: the wrapper moves
+# the clock to that timer instead of waiting. These look-ups are what it
+# needs from the inside of the loop; none depends on the Python version.
+
+
+def virtual_time_obstacle(loop: asyncio.AbstractEventLoop) -> str | None:
+    """Why `loop`'s clock cannot be made virtual, or None when it can.
+
+    Virtual time needs asyncio's own turn (`BaseEventLoop._run_once`, which
+    asks `self.time()` for the time and waits in `self._selector.select`)
+    and the timer heap it reads (`_scheduled`).
+    """
+    cls = type(loop)
+    if not isinstance(loop, asyncio.SelectorEventLoop):
+        return (
+            f"{cls.__module__}.{cls.__qualname__} is not asyncio's selector event loop, "
+            "so its clock and its wait for I/O cannot be replaced"
+        )
+    if getattr(cls, "_run_once", None) is not getattr(asyncio.BaseEventLoop, "_run_once", None):
+        return (
+            f"{cls.__module__}.{cls.__qualname__} overrides asyncio's turn of the loop (_run_once)"
+        )
+    missing = [name for name in ("_selector", "_scheduled") if getattr(loop, name, None) is None]
+    if missing:
+        return f"{cls.__module__}.{cls.__qualname__} has no {' or '.join(missing)}"
+    return None
+
+
+def get_selector(loop: asyncio.AbstractEventLoop) -> Any:
+    """The selector a selector loop waits in (`loop._selector`); None once the loop is closed."""
+    return getattr(loop, "_selector", None)
+
+
+def set_selector(loop: asyncio.AbstractEventLoop, selector: Any) -> None:
+    """Make `loop` wait in `selector` from its next turn on."""
+    loop._selector = selector  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+def next_timer(loop: asyncio.AbstractEventLoop) -> float | None:
+    """When the loop's earliest timer is due, or None when it has none.
+
+    Called from the selector's `select`, where `_run_once` has just taken
+    cancelled timers off the head of its heap (`_scheduled`), so the head
+    is the earliest live timer.
+    """
+    scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]  # noqa: SLF001
+    return scheduled[0].when() if scheduled else None
+
+
+def self_pipe(loop: asyncio.AbstractEventLoop) -> int | None:
+    """The file descriptor the loop wakes itself with (`call_soon_threadsafe`, signals)."""
+    sock = getattr(loop, "_ssock", None)
+    return None if sock is None else int(sock.fileno())
