@@ -104,7 +104,7 @@ pytest84-integration: $$(VENV84)/.installed postgres
 pytest-uvloop@%: $$(call venv_of,$$*)/.installed
 	ONELOOP_TEST_LOOP_FACTORY=uvloop:new_event_loop \
 	  $(STAGE) uvloop $(call venv_of,$*) \
-	  $(call venv_of,$*)/bin/pytest -n 2 tests/test_hooks.py tests/test_tasks.py $(PYTEST_ARGS)
+	  $(call venv_of,$*)/bin/pytest -n 2 tests/test_hooks.py tests/test_tasks.py tests/test_hygiene.py $(PYTEST_ARGS)
 
 # The core suite once more with asyncio's loop driven through
 # run_until_complete only (oneloop_fast_loop = false), on the oldest Python.

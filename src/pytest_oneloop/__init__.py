@@ -9,14 +9,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
+from pytest_oneloop._warnings import LeakedTaskWarning, LoopChangeWarning, LoopExceptionWarning
 
 if TYPE_CHECKING:
     from pytest_oneloop._vtime import Clock
 
 __version__ = "0.1.0"
 
-__all__ = ["Clock", "LeakedTaskWarning", "LoopExceptionWarning", "__version__"]
+__all__ = [
+    "Clock",
+    "LeakedTaskWarning",
+    "LoopChangeWarning",
+    "LoopExceptionWarning",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,7 @@ from pytest_oneloop._runner import (
 FEATURES = (
     "pytest_oneloop._hooks",
     "pytest_oneloop._tasks",
+    "pytest_oneloop._hygiene",
     "pytest_oneloop._vtime",
     "pytest_oneloop._groups",
     "pytest_oneloop.sqlalchemy.fixtures",
