@@ -667,7 +667,7 @@ def test_a_closed_loop_is_left_to_the_leak_check_and_its_successor_is_checked(
         test_closed="""
         import asyncio
 
-        def test_changes_nothing_without_a_loop():
+        def test_changes_the_policy():
             asyncio.set_event_loop_policy(None)
 
         async def test_makes_the_loop():
@@ -686,10 +686,11 @@ def test_a_closed_loop_is_left_to_the_leak_check_and_its_successor_is_checked(
         """
     )
     result = run(pytester)
-    result.assert_outcomes(passed=5, errors=1, warnings=1)
+    result.assert_outcomes(passed=5, errors=1, warnings=2)
     result.stdout.fnmatch_lines(
         [
             "*oneloop: *::test_closes_the_loop closed the session event loop*",
+            "*::test_changes_the_policy changed the event loop policy; it was restored",
             WARNING.format(
                 module="closed",
                 test="test_on_a_new_loop",
