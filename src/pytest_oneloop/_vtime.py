@@ -30,10 +30,10 @@ from pytest_oneloop import _spin
 from pytest_oneloop._hooks import is_foreign
 from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import get_runner
-from pytest_oneloop._vclock import Period
 
 if TYPE_CHECKING:
     from pytest_oneloop._runner import SessionRunner
+    from pytest_oneloop._vclock import Period
 
 MARKER = "virtual_time"
 DEFAULT_GRACE = 0.001
@@ -103,6 +103,9 @@ class VirtualTime:
         item, self.armed = self.armed, None
         if item is None:
             return
+        # Imported by the first period: a session without virtual time never needs it.
+        from pytest_oneloop._vclock import Period
+
         period = self.period = Period(item, self.runner, self.grace)
         item.addfinalizer(lambda: self.end(period))
 
