@@ -237,8 +237,7 @@ UNKNOWN: Any = object()
 set_event_loop_policy = getattr(events, "_set_event_loop_policy", events.set_event_loop_policy)
 
 
-#: The loop attributes `loop_state` reads; `_STATE_KNOWN` says, per loop type, whether
-#: its loops have them all (asyncio's own on Unix do) and can be read directly.
+#: The private loop attributes `loop_state` reads (`UNKNOWN` where a loop lacks one).
 _STATE = (
     "_signal_handlers",
     "_default_executor",
@@ -246,7 +245,6 @@ _STATE = (
     "_asyncgens_shutdown_called",
     "_stopping",
 )
-_STATE_KNOWN: dict[type, bool] = {}
 
 
 def loop_state(loop: asyncio.AbstractEventLoop) -> tuple[Any, ...]:
@@ -263,35 +261,15 @@ def loop_state(loop: asyncio.AbstractEventLoop) -> tuple[Any, ...]:
     `stop()` was called while the loop was not running (its next run would
     stop after one turn). `UNKNOWN` stands for what the loop does not have.
 
-    Read twice per test, so in one function, and a loop type is checked
-    once for the private attributes (`hasattr`), after which asyncio's own
-    loops are read directly: about 5,000 fewer instructions per test than
-    a `getattr` for each attribute in a helper of its own (valgrind, 0.2 %
-    of a test).
+    Each private attribute is read with `getattr` and a default; reading
+    asyncio's own loops directly after a per-type check saved about 5,000
+    instructions per test (0.2 %), below what a special path must pay.
     """
     policy: Any = getattr(events, "_event_loop_policy", UNKNOWN)  # None: none yet
     try:
         current = policy._local._loop  # noqa: SLF001
     except AttributeError:  # None, or not a policy derived from asyncio's own
         current = UNKNOWN
-    known = _STATE_KNOWN.get(type(loop))
-    if known is None:
-        known = _STATE_KNOWN[type(loop)] = all(hasattr(loop, name) for name in _STATE)
-    if known:
-        lp: Any = loop
-        handlers = lp._signal_handlers  # noqa: SLF001
-        return (
-            loop,
-            loop.get_exception_handler(),
-            loop.get_task_factory(),
-            loop.get_debug(),
-            loop.slow_callback_duration,
-            (policy, current),
-            tuple(handlers.items()) if handlers else (),
-            (lp._default_executor, lp._executor_shutdown_called),  # noqa: SLF001
-            lp._asyncgens_shutdown_called,  # noqa: SLF001
-            lp._stopping,  # noqa: SLF001
-        )
     handlers, executor, shutdown_called, asyncgens_shutdown, stopping = (
         getattr(loop, name, UNKNOWN) for name in _STATE
     )
