@@ -6,8 +6,8 @@ exposes only the version and the few names users may want to refer to.
 
 from __future__ import annotations
 
-from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
+from pytest_oneloop._warnings import BlockingWarning, LeakedTaskWarning, LoopExceptionWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["LeakedTaskWarning", "LoopExceptionWarning", "__version__"]
+__all__ = ["BlockingWarning", "LeakedTaskWarning", "LoopExceptionWarning", "__version__"]

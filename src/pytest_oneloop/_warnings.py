@@ -16,3 +16,7 @@ class LeakedTaskWarning(pytest.PytestWarning):
 
 class LoopExceptionWarning(pytest.PytestWarning):
     """An exception was raised in an event loop callback or an unawaited task."""
+
+
+class BlockingWarning(pytest.PytestWarning):
+    """Code run by the event loop held it longer than `oneloop_blocking` allows."""
