@@ -8,10 +8,11 @@ episode: the thread samples the loop thread's stack once, and the episode
 lasts until the loop answers (or stops). Time the loop spends stopped,
 between pytest's waits on it, never counts.
 
-The two threads share no lock: each field has one writer (the loop's
-thread, or the watchdog's), and a late read costs at most one step of
-precision. Knows nothing of pytest: `_blocking` says whom to report
-against (`watch`) and turns the episodes into reports.
+The two threads need no lock: each field has one writer (the loop's
+thread or the watchdog's), but an episode's end, which either may set
+first and each sets to a true bound; a read that comes late costs at most
+one step of precision. Knows nothing of pytest: `_blocking` says whom to
+report against (`watch`) and turns the episodes into reports.
 """
 
 from __future__ import annotations
