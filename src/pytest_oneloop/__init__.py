@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_oneloop._warnings import LeakedTaskWarning, LoopChangeWarning, LoopExceptionWarning
+from pytest_oneloop._warnings import (
+    BlockingWarning,
+    LeakedTaskWarning,
+    LoopChangeWarning,
+    LoopExceptionWarning,
+)
 
 if TYPE_CHECKING:
     from pytest_oneloop._vtime import Clock
@@ -17,6 +22,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockingWarning",
     "Clock",
     "LeakedTaskWarning",
     "LoopChangeWarning",

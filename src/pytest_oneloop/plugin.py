@@ -27,6 +27,7 @@ FEATURES = (
     "pytest_oneloop._tasks",
     "pytest_oneloop._hygiene",
     "pytest_oneloop._vtime",
+    "pytest_oneloop._blocking",
     "pytest_oneloop._groups",
     "pytest_oneloop.sqlalchemy.fixtures",
     "pytest_oneloop._migrate",
