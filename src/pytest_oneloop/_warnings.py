@@ -20,5 +20,7 @@ class LoopExceptionWarning(pytest.PytestWarning):
 
 class LoopChangeWarning(pytest.PytestWarning):
     """A test changed a setting of the session loop; it was restored after the test."""
+
+
 class BlockingWarning(pytest.PytestWarning):
     """Code run by the event loop held it longer than `oneloop_blocking` allows."""
