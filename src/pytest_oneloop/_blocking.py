@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pluggy
 import pytest
 
+from pytest_oneloop import _options
 from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import get_runner
 from pytest_oneloop._warnings import BlockingWarning
@@ -47,21 +48,10 @@ DEPTH = 10  # frames shown per episode
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register `oneloop_blocking`, `--blocking` and `oneloop_blocking_mode`."""
-    parser.addini(
-        "oneloop_blocking",
-        "Report code that holds the event loop longer than this many seconds; 0: off.",
-        default="",
-    )
+    threshold = "Report code that holds the event loop longer than this many seconds; 0: off."
+    _options.add(parser, "oneloop_blocking", "--blocking", threshold)
     parser.addini(
         "oneloop_blocking_mode", "Blocking the event loop: warn (default) or error.", default="warn"
-    )
-    parser.getgroup("oneloop").addoption(
-        "--blocking",
-        dest="oneloop_blocking",
-        metavar="SECONDS",
-        default=None,
-        help="Report code that holds the event loop longer than SECONDS; 0: off "
-        "(ini: oneloop_blocking).",
     )
 
 
@@ -75,9 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"oneloop: oneloop_blocking_mode must be one of warn, error; got {mode!r}"
         )
-    value, where = config.getoption("oneloop_blocking"), "--blocking"
-    if value is None:
-        value, where = config.getini("oneloop_blocking"), "oneloop_blocking"
+    value, where = _options.given(config, "oneloop_blocking", "--blocking")
     try:
         threshold = float(str(value).strip() or 0)
     except ValueError:

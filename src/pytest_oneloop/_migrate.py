@@ -88,23 +88,23 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     if any(pluginmanager.has_plugin(name) for name in PYTEST_ASYNCIO_NAMES):
         return
     group = parser.getgroup("asyncio", "pytest-asyncio options accepted by pytest-oneloop")
-    # A plugin that stubs pytest-asyncio may have declared them in this group.
-    with contextlib.suppress(ValueError):
-        group.addoption(
-            "--asyncio-mode",
-            dest="asyncio_mode",
-            metavar="MODE",
-            default=None,
-            help=_NO_EFFECT + " Every async test runs.",
-        )
-    with contextlib.suppress(ValueError):
-        group.addoption(
-            "--asyncio-debug",
-            dest="oneloop_debug",
-            action="store_true",
-            default=None,
-            help="Run the session loop in asyncio debug mode (ini: oneloop_debug, asyncio_debug).",
-        )
+    options = {
+        "--asyncio-mode": {
+            "dest": "asyncio_mode",
+            "metavar": "MODE",
+            "help": _NO_EFFECT + " Every async test runs.",
+        },
+        "--asyncio-debug": {
+            "dest": "oneloop_debug",
+            "action": "store_true",
+            "help": "Run the session loop in asyncio debug mode "
+            "(ini: oneloop_debug, asyncio_debug).",
+        },
+    }
+    for flag, spec in options.items():
+        # A plugin that stubs pytest-asyncio may have declared them in this group.
+        with contextlib.suppress(ValueError):
+            group.addoption(flag, default=None, **spec)
     caller = getattr(pluginmanager.hook, _HOOK, None)
     if caller is None or not caller.has_spec():
         pluginmanager.add_hookspecs(LoopFactorySpecs)

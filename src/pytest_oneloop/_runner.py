@@ -27,7 +27,7 @@ import io
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeAlias, TypeVar
 
 import pytest
 
@@ -37,6 +37,16 @@ from pytest_oneloop._spin import PUBLIC, how_to_drive, run_until_done
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Coroutine
     from types import FrameType
+
+    #: Measures a wait's time limit in place of a timer on the loop's clock
+    #: (`SessionRunner.limits`): called with the loop, the timeout, the limit the
+    #: message names (the timeout when None) and `expire(why)`, to be called when
+    #: the wait is over its limit (`why` ends "... timed out after"); returns what
+    #: disarms it.
+    WaitLimits: TypeAlias = Callable[
+        [asyncio.AbstractEventLoop, float | None, float | None, Callable[[str], None]],
+        Callable[[], object] | None,
+    ]
 
 T = TypeVar("T")
 
@@ -96,23 +106,6 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bo
     message is printed.
     """
     return not isinstance(excinfo.value, pytest.fail.Exception)
-
-
-class WaitLimits(Protocol):
-    """Measures the time limits of waits in place of the loop's clock (`SessionRunner.limits`)."""
-
-    def start(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        timeout: float | None,
-        limit: float | None,
-        expire: Callable[[str], None],
-    ) -> Callable[[], object] | None:
-        """Call `expire(why)` when the wait is over its limit; return what disarms that.
-
-        `why` ends the sentence "... timed out after"; `limit` is the limit
-        the message names (`timeout` when None).
-        """
 
 
 class _Wait:
@@ -240,7 +233,7 @@ class SessionRunner:
         loop = task.get_loop()
         state = self._current = _Wait(task)
         if self.limits is not None:
-            disarm = self.limits.start(loop, timeout, limit, functools.partial(self._expire, state))
+            disarm = self.limits(loop, timeout, limit, functools.partial(self._expire, state))
         elif timeout is not None:
             disarm = loop.call_later(timeout, self._expire, state).cancel
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oneloop import _spin
+from pytest_oneloop import _options, _spin
 from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import OWNER, get_runner
 from pytest_oneloop._warnings import LeakedTaskWarning, LoopExceptionWarning
@@ -66,18 +66,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "What to do with tasks a test leaves pending: warn (default), error or ignore.",
         default="warn",
     )
-    parser.addini(
-        "oneloop_timeout",
-        "Seconds an async test (and its async fixtures' setup) may take; empty: no limit.",
-        default="",
-    )
-    parser.getgroup("oneloop").addoption(
-        "--async-timeout",
-        dest="oneloop_timeout",
-        metavar="SECONDS",
-        default=None,
-        help="Limit for each async test and async fixture setup (ini: oneloop_timeout).",
-    )
+    limit = "Seconds an async test (and its async fixtures' setup) may take; empty: no limit."
+    _options.add(parser, "oneloop_timeout", "--async-timeout", limit)
 
 
 def _seconds(value: object, where: str) -> float | None:
@@ -106,9 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"oneloop: oneloop_leaked_tasks must be one of warn, error, ignore; got {mode!r}"
         )
-    default = _seconds(config.getoption("oneloop_timeout"), "--async-timeout")
-    if default is None:
-        default = _seconds(config.getini("oneloop_timeout"), "oneloop_timeout")
+    default = _seconds(*_options.given(config, "oneloop_timeout", "--async-timeout"))
     runner = get_runner(config)
     watch = TaskWatch(mode, default, runner)
     config.stash[WATCH_KEY] = watch

@@ -12,8 +12,8 @@ period is still running. `_spin` has the look-ups into the loop. When the
 period ends, the loop's time goes on in real time from where it left it.
 
 A wait's time limit cannot be a timer on a clock that jumps: during a
-period, `SessionRunner.limits` is the period, which measures the limit in
-real seconds, checked at every poll; a wait without a limit ends after 24
+period, `SessionRunner.limits` is the period's `start`, which measures the
+limit in real seconds, checked at every poll; a wait without a limit ends after 24
 hours of virtual time, or after `HOLD_LIMIT` real seconds of work outside
 the loop holding a timer back.
 """
@@ -89,13 +89,13 @@ class Period:
         attributes["time"] = self.time
         for name in _REPLACED:
             attributes[name] = getattr(self, name)
-        runner.limits = self
+        runner.limits = self.start
 
     def stop(self) -> None:
         """Put the loop's own selector and executor back; its time goes on for real."""
         self.active = False
         loop = self.loop
-        if self.runner.limits is self:
+        if self.runner.limits == self.start:
             self.runner.limits = None
         if _spin.get_selector(loop) is self.selector:
             _spin.set_selector(loop, self.real)
@@ -264,7 +264,7 @@ class Period:
         limit: float | None,
         expire: Callable[[str], None],
     ) -> Callable[[], object] | None:
-        """Measure the time limit of the runner's next wait (`_runner.WaitLimits`)."""
+        """Measure the time limit of the runner's next wait: `SessionRunner.limits`."""
         if loop is not self.loop:  # the test closed the session loop: this wait is on a new one
             if timeout is None:
                 return None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oneloop import _spin
+from pytest_oneloop import _options, _spin
 from pytest_oneloop._hooks import is_foreign
 from pytest_oneloop._markers import marker_names
 from pytest_oneloop._runner import get_runner
@@ -41,24 +41,13 @@ DEFAULT_GRACE = 0.001
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Register `oneloop_virtual_time`, `--virtual-time` and `oneloop_virtual_time_grace`."""
-    parser.addini(
-        "oneloop_virtual_time",
-        "Run every test under virtual time; @pytest.mark.virtual_time(False) opts one out.",
-        type="bool",
-        default=False,
-    )
+    every = "Run every test under virtual time; @pytest.mark.virtual_time(False) opts one out."
+    _options.add(parser, "oneloop_virtual_time", "--virtual-time", every, default=False)
     parser.addini(
         "oneloop_virtual_time_grace",
         "Real seconds to poll for I/O before each jump of virtual time, when file "
         "descriptors other than the loop's own are registered.",
         default=str(DEFAULT_GRACE),
-    )
-    parser.getgroup("oneloop").addoption(
-        "--virtual-time",
-        dest="oneloop_virtual_time",
-        action="store_true",
-        default=None,
-        help="Run every test under virtual time (ini: oneloop_virtual_time).",
     )
 
 
@@ -70,8 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "under virtual time (sleeps and timeouts take no real time); "
         "virtual_time(False) opts out of oneloop_virtual_time.",
     )
-    flag = config.getoption("oneloop_virtual_time")
-    default = bool(config.getini("oneloop_virtual_time")) if flag is None else bool(flag)
+    default = bool(_options.given(config, "oneloop_virtual_time", "--virtual-time")[0])
     value = config.getini("oneloop_virtual_time_grace")
     try:
         grace = float(value)

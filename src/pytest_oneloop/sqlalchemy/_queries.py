@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any, Self
 from pytest_oneloop.sqlalchemy._config import fail
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from sqlalchemy import Connection
 
 # Statements that only open, close or mark a transaction.
@@ -134,33 +132,23 @@ class Queries:
         event.listen(self._connection, "before_cursor_execute", self._record)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Stop listening; check the limit unless the block raised."""
         __tracebackhide__ = True
         from sqlalchemy import event
 
         event.remove(self._connection, "before_cursor_execute", self._record)
-        if exc_type is None and self._limit is not None and self.count > self._limit:
+        if exc_info[0] is None and self._limit is not None and self.count > self._limit:
             raise AssertionError(self.report(self._limit))
 
     async def __aenter__(self) -> Self:
         """The same as `with`: counting needs no await."""
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         """The same as `with`."""
         __tracebackhide__ = True
-        self.__exit__(exc_type, exc, traceback)
+        self.__exit__(*exc_info)
 
     def _record(self, *args: Any) -> None:
         statement = args[2]  # of (connection, cursor, statement, parameters, context, many)
