@@ -74,7 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class VirtualTime:
-    """The session's settings, the test about to begin virtual time, and its period."""
+    """The session's settings, the test about to begin virtual time, and its period.
+
+    Also the plugin object whose hooks run each test's virtual time, registered
+    by `pytest_collection_finish` when a collected test may need it.
+    """
 
     def __init__(self, runner: SessionRunner, *, default: bool, grace: float) -> None:
         """Nothing is virtual yet."""
@@ -103,51 +107,53 @@ class VirtualTime:
             self.period = None
         period.stop()
 
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Decide whether `item` runs under virtual time, and whether its loop allows it.
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Decide whether `item` runs under virtual time, and whether its loop allows it.
+        Runs after `_tasks`' set-up (tryfirst), which made the loop.
+        """
+        self.armed = None
+        if not _wanted(item, default=self.default):
+            return
+        obstacle = _spin.virtual_time_obstacle(self.runner.loop)
+        if obstacle is not None:
+            pytest.fail(
+                f"oneloop: {item.nodeid} runs under virtual time, but the session loop cannot "
+                f"be made virtual: {obstacle}. Virtual time needs asyncio's own event loop: run "
+                "these tests without --loop-factory / oneloop_loop_factory, or mark them "
+                "@pytest.mark.virtual_time(False).",
+                pytrace=False,
+            )
+        self.armed = item
 
-    Runs after `_tasks`' set-up (tryfirst), which made the loop.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> None:
+        """Begin virtual time before the armed test's first function-scoped fixture."""
+        if self.armed is not None and fixturedef.scope == "function":
+            self.begin()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self) -> None:
+        """Begin virtual time before the test, if no fixture began it."""
+        if self.armed is not None:
+            self.begin()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self) -> None:
+        """A test whose set-up failed before its period began leaves nothing armed."""
+        self.armed = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Watch the tests only if one of them may run under virtual time.
+
+    Without `oneloop_virtual_time` and without the marker on any collected
+    test, the hooks below would cost every test about 31,000 instructions
+    (1 %, `bench/instructions.py`) to find that out.
     """
-    state = get_state(item.config)
-    state.armed = None
-    if not _wanted(item, default=state.default):
-        return
-    loop = state.runner.loop
-    obstacle = _spin.virtual_time_obstacle(loop)
-    if obstacle is not None:
-        pytest.fail(
-            f"oneloop: {item.nodeid} runs under virtual time, but the session loop cannot "
-            f"be made virtual: {obstacle}. Virtual time needs asyncio's own event loop: run "
-            "these tests without --loop-factory / oneloop_loop_factory, or mark them "
-            "@pytest.mark.virtual_time(False).",
-            pytrace=False,
-        )
-    state.armed = item
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-) -> None:
-    """Begin virtual time before the armed test's first function-scoped fixture."""
-    state = request.config.stash[STATE_KEY]
-    if state.armed is not None and fixturedef.scope == "function":
-        state.begin()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> None:
-    """Begin virtual time before the test, if no fixture began it."""
-    state = get_state(item.config)
-    if state.armed is not None:
-        state.begin()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """A test whose set-up failed before its period began leaves nothing armed."""
-    get_state(item.config).armed = None
+    state = get_state(session.config)
+    if state.default or any(MARKER in marker_names(item) for item in session.items):
+        session.config.pluginmanager.register(state, f"{__name__}.watch")
 
 
 def _wanted(item: pytest.Item, *, default: bool) -> bool:
