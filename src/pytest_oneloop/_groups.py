@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pytest
 
 from pytest_oneloop import _compat
+from pytest_oneloop._markers import marker_names
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -51,7 +52,7 @@ class GroupSelection(NamedTuple):
 
     def groups_of(self, item: pytest.Item) -> list[str]:
         """The groups whose marker is on the test, its class or its module."""
-        names = {marker.name for marker in item.iter_markers()}
+        names = marker_names(item)
         return [name for name in self.declared if name in names]
 
 
