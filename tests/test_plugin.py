@@ -151,6 +151,24 @@ def test_feature_modules_are_plugins_of_their_own_that_can_be_disabled(
     result.stdout.fnmatch_lines([f"*REGISTERED {' '.join(rest)}*"])
 
 
+@pytest.mark.parametrize("feature", [name for name in FEATURES if name != "pytest_oneloop._hooks"])
+def test_the_rest_works_without_any_one_feature(pytester: pytest.Pytester, feature: str) -> None:
+    """`-p no:<module>` drops that feature alone: the others neither crash nor miss its options."""
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        def test_sync():
+            pass
+
+        async def test_async():
+            await asyncio.sleep(0)
+        """
+    )
+    result = pytester.runpytest("-p", f"no:{feature}")
+    result.assert_outcomes(passed=2)
+
+
 def test_importing_the_plugin_imports_no_database_or_migration_packages(
     pytester: pytest.Pytester,
 ) -> None:

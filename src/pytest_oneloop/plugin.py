@@ -108,7 +108,7 @@ def loop_settings(config: pytest.Config) -> LoopSettings:
     """The loop factory, debug flag and driver choice, command line first, then ini."""
     spec = config.getoption("oneloop_loop_factory") or config.getini("oneloop_loop_factory")
     spec = spec.strip() if isinstance(spec, str) else ""
-    debug = config.getoption("oneloop_debug")
+    debug = config.getoption("oneloop_debug", None)  # --asyncio-debug, from `_migrate`
     if debug is None:
         debug = bool(config.getini("oneloop_debug"))
     factory = load_loop_factory(spec) if spec else None
