@@ -4,17 +4,20 @@ The loop factory (`--loop-factory`, `oneloop_loop_factory`) and the tables
 (`oneloop_db_metadata`) are named this way. Whichever option it is, a value
 that cannot be used gets the same kinds of message, each naming the value:
 the wrong form, a module that does not import, a missing attribute, and,
-for a callable, something that cannot be called.
+for a callable, something that cannot be called. The loop factory's
+loader and the name the report header gives it live here too.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
 
@@ -52,3 +55,22 @@ def import_callable(spec: str, *, what: str, form: str, example: str) -> Callabl
         attr = spec.partition(":")[2]
         raise pytest.UsageError(f"oneloop: invalid {what} {spec!r}: {attr!r} is not callable")
     return target
+
+
+def load_loop_factory(spec: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """Import `module:callable`, or raise a usage error naming the value."""
+    factory: Callable[[], asyncio.AbstractEventLoop] = import_callable(
+        spec, what="loop factory", form="module:callable", example="uvloop:new_event_loop"
+    )
+    return factory
+
+
+def describe_factory(factory: Callable[[], asyncio.AbstractEventLoop] | None) -> str:
+    """What makes the loop, for the report header, without making one."""
+    if factory is None:
+        return (
+            "asyncio.SelectorEventLoop" if sys.platform != "win32" else "asyncio.ProactorEventLoop"
+        )
+    module = getattr(factory, "__module__", None) or type(factory).__module__
+    name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+    return f"{module}.{name}"

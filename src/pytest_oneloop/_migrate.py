@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_oneloop._hooks import is_foreign
-from pytest_oneloop._runner import describe_factory, get_runner
+from pytest_oneloop._imports import describe_factory
+from pytest_oneloop._runner import get_runner
 from pytest_oneloop.plugin import PYTEST_ASYNCIO_NAMES
 
 if TYPE_CHECKING:

@@ -25,13 +25,11 @@ import contextvars
 import functools
 import io
 import signal
-import sys
 import threading
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeAlias, TypeVar
 
 import pytest
 
-from pytest_oneloop._imports import import_callable
 from pytest_oneloop._spin import PUBLIC, how_to_drive, run_until_done
 
 if TYPE_CHECKING:
@@ -69,25 +67,6 @@ class LoopSettings(NamedTuple):
     debug: bool
     #: False: always drive the loop through `run_until_complete` (`oneloop_fast_loop`).
     fast: bool = True
-
-
-def load_loop_factory(spec: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """Import `module:callable`, or raise a usage error naming the value."""
-    factory: Callable[[], asyncio.AbstractEventLoop] = import_callable(
-        spec, what="loop factory", form="module:callable", example="uvloop:new_event_loop"
-    )
-    return factory
-
-
-def describe_factory(factory: Callable[[], asyncio.AbstractEventLoop] | None) -> str:
-    """What makes the loop, for the report header, without making one."""
-    if factory is None:
-        return (
-            "asyncio.SelectorEventLoop" if sys.platform != "win32" else "asyncio.ProactorEventLoop"
-        )
-    module = getattr(factory, "__module__", None) or type(factory).__module__
-    name = getattr(factory, "__qualname__", None) or type(factory).__qualname__
-    return f"{module}.{name}"
 
 
 def task_stack(task: asyncio.Task[Any]) -> str:

@@ -13,12 +13,11 @@ import sys
 import pytest
 
 from pytest_oneloop import _compat
+from pytest_oneloop._imports import describe_factory, load_loop_factory
 from pytest_oneloop._runner import (
     STASH_KEY,
     LoopSettings,
     SessionRunner,
-    describe_factory,
-    load_loop_factory,
 )
 
 #: The feature modules, registered in this order under their module names.
