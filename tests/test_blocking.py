@@ -391,6 +391,35 @@ def test_it_works_on_uvloop_and_in_debug_mode(pytester: pytest.Pytester, args: l
     result.stdout.fnmatch_lines(["*at test_loops.py:4 in test_sleeps -> time.sleep"])
 
 
+def test_under_virtual_time_blocking_is_real_time_and_virtual_waits_are_not_reported(
+    pytester: pytest.Pytester,
+) -> None:
+    """The watchdog measures real time: a virtual hour of sleeping is no block, a sync sleep is."""
+    pytester.makepyfile(
+        test_vt="""
+        import asyncio
+        import time
+
+        import pytest
+
+        pytestmark = pytest.mark.virtual_time
+
+        async def test_waits_an_hour():
+            await asyncio.sleep(3600)
+
+        async def test_blocks(clock):
+            await asyncio.sleep(60)
+            time.sleep(0.5)
+            assert clock.time() >= 60
+        """
+    )
+    result = run(pytester, "--blocking", "0.1")
+    result.assert_outcomes(passed=2, warnings=1)
+    reported = "*test_vt.py::test_blocks blocked the event loop once, longest * at test_vt.py:13"
+    result.stdout.fnmatch_lines([reported + " in test_blocks -> time.sleep"])
+    result.stdout.no_fnmatch_line("*test_waits_an_hour blocked*")
+
+
 def test_each_xdist_worker_reports_the_tests_it_ran(pytester: pytest.Pytester) -> None:
     """Under pytest-xdist every worker watches its own loop; the warnings reach the summary."""
     for name in ("test_one", "test_two"):
