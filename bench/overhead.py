@@ -78,6 +78,11 @@ FLAVOURS = (
     Flavour("anyio", ("anyio",), "anyio", ""),
 )
 BY_NAME = {flavour.name: flavour for flavour in FLAVOURS}
+#: Runs of a flavour's suite, in its venv, with extra pytest arguments: what an
+#: option costs, in the same interleaved rounds (name -> flavour, arguments).
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "oneloop --blocking 0.1": ("oneloop", ("--blocking", "0.1")),
+}
 
 
 # The suite ------------------------------------------------------------------
@@ -298,11 +303,13 @@ def measure(settings: Settings, venvs: dict[str, Path]) -> dict[str, list[Timing
     for flavour in FLAVOURS:
         suites[flavour.name] = settings.cache / "suites" / f"overhead-{flavour.name}"
         write_suite(suites[flavour.name], flavour.name, settings.tests, settings.modules)
-    timings: dict[str, list[Timing]] = {name: [] for name in suites}
+    runs: list[tuple[str, str, tuple[str, ...]]] = [(name, name, ()) for name in suites]
+    runs += [(name, base, args) for name, (base, args) in VARIANTS.items()]
+    timings: dict[str, list[Timing]] = {name: [] for name, _, _ in runs}
     for round_ in range(settings.rounds + 1):
         shown = []
-        for name, suite in suites.items():
-            timing = run_pytest(venvs[name], suite, (), passed(settings.tests))
+        for name, base, args in runs:
+            timing = run_pytest(venvs[base], suites[base], args, passed(settings.tests))
             shown.append(f"{name} {timing.wall:.3f}s")
             if round_:
                 timings[name].append(timing)
@@ -370,6 +377,21 @@ def ratios(timings: dict[str, list[Timing]], name: str, kind: str = "wall") -> l
     return [getattr(own, kind) / getattr(sync, kind) for own, sync in pairs]
 
 
+def variant_costs(timings: dict[str, list[Timing]]) -> list[str]:
+    """What each of `VARIANTS` adds to its flavour, round by round, in wall and CPU time."""
+    lines = []
+    for name, (flavour, _) in VARIANTS.items():
+        pairs = list(zip(timings[name], timings[flavour], strict=True))
+        wall = [own.wall / base.wall for own, base in pairs]
+        cpu = [own.cpu / base.cpu for own, base in pairs]
+        lines.append(
+            f"`{name}` over `{flavour}`, per round: wall {statistics.median(wall):.3f}x "
+            f"({min(wall):.3f}-{max(wall):.3f}), CPU {statistics.median(cpu):.3f}x "
+            f"({min(cpu):.3f}-{max(cpu):.3f})"
+        )
+    return lines
+
+
 def rows(timings: dict[str, list[Timing]], versions: dict[str, str], tests: int) -> list[list[str]]:
     """One row per flavour, its wall-time ratio to the floor last."""
     floor = statistics.median(timing.wall for timing in timings["sync"])
@@ -380,7 +402,7 @@ def rows(timings: dict[str, list[Timing]], versions: dict[str, str], tests: int)
         table.append(
             [
                 name,
-                versions[name],
+                versions[VARIANTS[name][0] if name in VARIANTS else name],
                 f"{statistics.median(walls):.3f}",
                 f"{min(walls):.3f}",
                 f"{max(walls):.3f}",
@@ -409,6 +431,7 @@ def markdown(
     table: Sequence[Sequence[str]],
     conditions: str,
     db: DbReport | None,
+    variants: Sequence[str] = (),
 ) -> str:
     """`results.md`: the table, the conditions it was measured in, the DB report if any."""
     parts = [
@@ -431,6 +454,8 @@ def markdown(
         "| " + " | ".join(HEADER) + " |",
         "|---|" + "---:|" * (len(HEADER) - 1),
         *("| " + " | ".join(row) + " |" for row in table),
+        "",
+        *(f"- {line}" for line in variants),
         "",
     ]
     if db is not None:
@@ -491,11 +516,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if DB_SCRIPT.exists():
             prepare_db_venv(settings.cache / "venv-db")
         print(f"Suite: {settings.tests} tests, {settings.rounds} rounds", flush=True)
-        table = rows(measure(settings, venvs), versions, settings.tests)
+        timings = measure(settings, venvs)
+        table = rows(timings, versions, settings.tests)
+        variants = variant_costs(timings)
         print(
             f"\n{settings.tests:,} tests in {settings.modules} modules, "
             f"{settings.rounds} interleaved rounds, wall time\n{text_table(table)}"
         )
+        print("\n".join(variants))
         end_load = " ".join(f"{value:.2f}" for value in os.getloadavg())
         conditions = (
             f"Written by `bench/overhead.py` on {started:%Y-%m-%d %H:%M} UTC: "
@@ -503,13 +531,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"Python {platform.python_version()}, {PYTEST.replace('==', ' ')} in every flavour. "
             f"Load average (1, 5, 15 min) at start {start_load}, at end {end_load}."
         )
-        write_results(settings, markdown(settings, table, conditions, None))
+        write_results(settings, markdown(settings, table, conditions, None, variants))
         # Last, so that a failure there cannot lose the measurements above.
         if not DB_SCRIPT.exists():
             return
         db = run_db_isolation(settings, settings.cache / "venv-db")
         print(f"\nDB isolation ({db.command})\n{db.output}")
-        write_results(settings, markdown(settings, table, conditions, db))
+        write_results(settings, markdown(settings, table, conditions, db, variants))
         if not db.ok:
             sys.exit("bench: bench/db_isolation.py failed; its output is in results.md")
 

@@ -26,7 +26,10 @@ RATIO = r"\d+\.\d\dx \(\d+\.\d\d-\d+\.\d\d\)"
 
 @pytest.mark.integration
 def test_the_benchmark_compares_every_flavour_and_judges_none(tmp_path: Path) -> None:
-    """A one-round run at 50 tests prints and writes a ratio row per flavour, and no verdict."""
+    """A one-round run at 50 tests prints and writes a ratio row per flavour, and no verdict.
+
+    The blocking detector's run gets its own row and its cost over the oneloop run.
+    """
     command = [
         sys.executable,
         str(ROOT / "bench" / "overhead.py"),
@@ -46,6 +49,9 @@ def test_the_benchmark_compares_every_flavour_and_judges_none(tmp_path: Path) ->
         name = re.escape(flavour)
         assert re.search(rf"^{name}\s.*\s{RATIO}$", proc.stdout, re.MULTILINE), proc.stdout
         assert re.search(rf"^\| {name} \|.*\| {RATIO} \|$", results, re.MULTILINE), results
+    variant = r"`oneloop --blocking 0.1` over `oneloop`, per round: wall \d+\.\d{3}x"
+    assert re.search(variant, proc.stdout), proc.stdout
+    assert re.search(variant, results), results
     assert "## DB isolation" in results
     for verdict in ("target", "met", "MISSED"):
         assert not re.search(rf"\b{verdict}\b", proc.stdout + results), verdict
