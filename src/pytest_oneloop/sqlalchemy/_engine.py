@@ -4,7 +4,9 @@
 
 1. under pytest-xdist, makes the worker its own database (`<name>_gw0` on a
    server, `<stem>_gw0<suffix>` for a SQLite file), dropping a leftover one;
-2. creates the engine, with the SQLite SAVEPOINT fix for pysqlite/aiosqlite;
+2. creates the engine, with the SQLite SAVEPOINT fix for pysqlite/aiosqlite,
+   and, for a SQLite file in pytest's temporary directory, commits that do
+   not wait for the disk;
 3. creates the tables of the metadata that do not exist yet;
 
 and on the way out drops those tables, disposes of the engine and drops the
@@ -63,8 +65,11 @@ def reason(exc: BaseException, url: URL) -> str:
     return scrub(text, url)
 
 
-def make_engine(url: URL, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for `url`; SQLite files get SAVEPOINTs that really nest."""
+def make_engine(url: URL, *, durable: bool = True, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for `url`; SQLite files get SAVEPOINTs that really nest.
+
+    `durable=False` (a throwaway SQLite file): commits do not wait for the disk.
+    """
     __tracebackhide__ = True
     require("sqlalchemy", "greenlet")
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -84,11 +89,11 @@ def make_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         problem = reason(exc, url)
         fail(f"oneloop: cannot use the database URL {mask_url(url)!r}: {problem}. {URL_HELP}")
     if url.get_backend_name() == "sqlite" and url.get_driver_name() in _SQLITE_DRIVERS:
-        _emit_begin_ourselves(engine)
+        _emit_begin_ourselves(engine, durable=durable)
     return engine
 
 
-def _emit_begin_ourselves(engine: AsyncEngine) -> None:
+def _emit_begin_ourselves(engine: AsyncEngine, *, durable: bool) -> None:
     """SQLAlchemy's documented recipe so SQLite SAVEPOINTs join the transaction.
 
     sqlite3 (and aiosqlite over it) emits BEGIN only before DML, so on Python
@@ -100,11 +105,19 @@ def _emit_begin_ourselves(engine: AsyncEngine) -> None:
     one call into the connection's thread, where a statement through
     SQLAlchemy's cursor takes three (open the cursor, execute, close it).
     Every test's outer transaction starts with it.
+
+    A database that is not `durable` also gets `PRAGMA synchronous = OFF` on
+    each connection: a COMMIT then leaves the writing to the operating system
+    instead of waiting for the disk, which only a power cut can tell apart.
     """
     from sqlalchemy import event
 
     def on_connect(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.isolation_level = None
+        if not durable:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous = OFF")
+            cursor.close()
 
     def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
@@ -135,19 +148,33 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 @contextlib.asynccontextmanager
 async def session_engine(
-    url_value: str | URL, metadata_value: object, worker: str | None
+    url_value: str | URL, metadata_value: object, worker: str | None, scratch: Path
 ) -> AsyncIterator[AsyncEngine]:
-    """The engine of the session: database, schema, then the cleanup (module docstring)."""
+    """The engine of the session: database, schema, then the cleanup (module docstring).
+
+    `scratch` is pytest's temporary directory: a SQLite file in it is thrown
+    away with it, so its commits need not wait for the disk.
+    """
     __tracebackhide__ = True
     url = parse_url(url_value)
     metadata = as_metadata(metadata_value, "the db_metadata fixture's value")
     async with _worker_database(url, worker) as test_url:
-        engine = make_engine(test_url)
+        engine = make_engine(test_url, durable=not _sqlite_file_in(test_url, scratch))
         try:
             async with _schema(engine, metadata):
                 yield engine
         finally:
             await engine.dispose()
+
+
+def _sqlite_file_in(url: URL, directory: Path) -> bool:
+    """Whether `url` is a SQLite database file inside `directory`."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    if url.query.get("uri") or database.startswith("file:"):
+        return False
+    return Path(database).resolve().is_relative_to(directory.resolve())
 
 
 @contextlib.asynccontextmanager

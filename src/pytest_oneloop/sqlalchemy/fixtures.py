@@ -106,7 +106,10 @@ def db_metadata(request: pytest.FixtureRequest) -> MetaData:
 
 @pytest.fixture(scope="session")
 async def db_engine(
-    request: pytest.FixtureRequest, db_url: URL | str, db_metadata: MetaData
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    db_url: URL | str,
+    db_metadata: MetaData,
 ) -> AsyncIterator[AsyncEngine]:
     """The session's AsyncEngine for db_url, with db_metadata's tables.
 
@@ -114,12 +117,15 @@ async def db_engine(
     disposes of the engine; tables that existed are left as they were.
     Under pytest-xdist each worker uses its own database, created at start
     and dropped at the end: `<name>_gw0`, ... on a server, `<file>_gw0.db`
-    for SQLite. `db_engine.url` is the database in use.
+    for SQLite. `db_engine.url` is the database in use. A SQLite file in
+    pytest's temporary directory (the default) is set to
+    `PRAGMA synchronous = OFF`: its commits do not wait for the disk.
     """
     from pytest_oneloop.sqlalchemy import _engine
 
     worker = _engine.worker_id(request.config)
-    async with _engine.session_engine(db_url, db_metadata, worker) as engine:
+    scratch = tmp_path_factory.getbasetemp()
+    async with _engine.session_engine(db_url, db_metadata, worker, scratch) as engine:
         yield engine
 
 
