@@ -7,7 +7,8 @@
 2. creates the engine, with the SQLite SAVEPOINT fix for pysqlite/aiosqlite,
    and, for a SQLite file in pytest's temporary directory, commits that do
    not wait for the disk;
-3. creates the tables of the metadata that do not exist yet;
+3. creates the tables of the metadata that do not exist yet, or, with
+   `oneloop_db_schema = alembic:PATH`, runs the migrations (`_alembic`);
 
 and on the way out drops those tables, disposes of the engine and drops the
 worker's database. Tables that existed before are left as they were, so
@@ -147,13 +148,21 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 @contextlib.asynccontextmanager
-async def session_engine(
-    url_value: str | URL, metadata_value: object, worker: str | None, scratch: Path
+async def session_engine(  # noqa: PLR0913 - each is one setting of db_engine's
+    url_value: str | URL,
+    metadata_value: object,
+    worker: str | None,
+    scratch: Path,
+    *,
+    alembic: Path | None = None,
+    check: bool = False,
 ) -> AsyncIterator[AsyncEngine]:
     """The engine of the session: database, schema, then the cleanup (module docstring).
 
     `scratch` is pytest's temporary directory: a SQLite file in it is thrown
-    away with it, so its commits need not wait for the disk.
+    away with it, so its commits need not wait for the disk. With `alembic`
+    (an alembic.ini) the schema comes from its migrations, checked against
+    the metadata when `check` is true, instead of from the metadata.
     """
     __tracebackhide__ = True
     url = parse_url(url_value)
@@ -161,7 +170,13 @@ async def session_engine(
     async with _worker_database(url, worker) as test_url:
         engine = make_engine(test_url, durable=not _sqlite_file_in(test_url, scratch))
         try:
-            async with _schema(engine, metadata):
+            if alembic is None:
+                schema = _schema(engine, metadata)
+            else:
+                from pytest_oneloop.sqlalchemy._alembic import migrated
+
+                schema = migrated(engine, alembic, metadata, check=check)
+            async with schema:
                 yield engine
         finally:
             await engine.dispose()

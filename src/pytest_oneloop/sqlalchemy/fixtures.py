@@ -30,7 +30,7 @@ COMMIT_FIXTURE = "_oneloop_db_commit"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register `--db-url` and the ini options `oneloop_db_url`, `oneloop_db_metadata`."""
+    """Register `--db-url` and the ini options `oneloop_db_*`."""
     group = parser.getgroup("oneloop")
     group.addoption(
         "--db-url",
@@ -50,6 +50,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         _config.INI_METADATA,
         "Tables the DB fixtures create, as 'package.module:Base' (DeclarativeBase or MetaData).",
         default="",
+    )
+    parser.addini(
+        _config.INI_SCHEMA,
+        "How db_engine builds the schema: 'metadata' (create db_metadata's tables, the "
+        "default) or 'alembic:PATH' (alembic upgrade head with the alembic.ini at PATH).",
+        default="metadata",
+    )
+    parser.addini(
+        _config.INI_CHECK,
+        "With oneloop_db_schema = alembic:PATH, fail if the migrated schema differs from "
+        "db_metadata (Alembic's autogenerate comparison).",
+        type="bool",
+        default=False,
     )
 
 
@@ -115,6 +128,11 @@ async def db_engine(
 
     Creates the tables that do not exist yet, drops them at the end and
     disposes of the engine; tables that existed are left as they were.
+    With the ini option `oneloop_db_schema = alembic:path/to/alembic.ini`
+    it runs `alembic upgrade head` instead (env.py gets the test database's
+    URL as sqlalchemy.url), and drops what the migrations created at the
+    end; `oneloop_db_check_migrations = true` also compares the migrated
+    schema with db_metadata and fails on any difference.
     Under pytest-xdist each worker uses its own database, created at start
     and dropped at the end: `<name>_gw0`, ... on a server, `<file>_gw0.db`
     for SQLite. `db_engine.url` is the database in use. A SQLite file in
@@ -123,9 +141,14 @@ async def db_engine(
     """
     from pytest_oneloop.sqlalchemy import _engine
 
-    worker = _engine.worker_id(request.config)
+    config = request.config
+    alembic = _config.alembic_ini(config)
+    check = bool(config.getini(_config.INI_CHECK))
+    worker = _engine.worker_id(config)
     scratch = tmp_path_factory.getbasetemp()
-    async with _engine.session_engine(db_url, db_metadata, worker, scratch) as engine:
+    async with _engine.session_engine(
+        db_url, db_metadata, worker, scratch, alembic=alembic, check=check
+    ) as engine:
         yield engine
 
 
