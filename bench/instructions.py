@@ -13,7 +13,10 @@ at `--tests` tests in the venvs `make bench` made (the oneloop venv is
 reinstalled from this tree first), and prints the instructions per test,
 without pytest's fixed start-up, and their ratio.
 
-    python3 bench/instructions.py [--tests 400]
+    python3 bench/instructions.py [--tests 400] [--args="--blocking 0.1"]
+
+`--args` counts the oneloop suite once more with those pytest arguments,
+and prints what they cost per test over the run without them.
 
 It needs valgrind (Debian: `apt-get install valgrind`) and the venvs of a
 previous `make bench` or `python3 bench/overhead.py --quick`. Instructions
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,11 +41,12 @@ import overhead  # the sibling script, found through the path set above
 FLAVOURS = ("sync", "oneloop")
 TESTS_PER_MODULE = 100
 MIN_TESTS = 2  # the per-test figure is a difference from the one-test run
+WITH = "oneloop+args"  # the oneloop suite run with `--args`
 IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(venv: Path, suite: Path, tests: int) -> int:
-    """Instructions of one `pytest -q` run of `suite`, which must pass `tests` tests."""
+def count(venv: Path, suite: Path, tests: int, extra: tuple[str, ...] = ()) -> int:
+    """Instructions of one `pytest -q` run of `suite` (plus `extra`), which must pass `tests`."""
     env = overhead.clean_env() | {"PYTHONHASHSEED": "0"}
     command = [
         "valgrind",
@@ -54,6 +59,7 @@ def count(venv: Path, suite: Path, tests: int) -> int:
         "-p",
         "no:cacheprovider",
         "-q",
+        *extra,
     ]
     proc = subprocess.run(command, cwd=suite, env=env, capture_output=True, text=True, check=False)
     found = IREFS.search(proc.stderr)
@@ -68,8 +74,10 @@ def count(venv: Path, suite: Path, tests: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def measure(venvs: dict[str, Path], tests: int) -> dict[tuple[str, int], int]:
-    """Instructions of each flavour at one test and at `tests` tests."""
+def measure(
+    venvs: dict[str, Path], tests: int, extra: tuple[str, ...] = ()
+) -> dict[tuple[str, int], int]:
+    """Instructions of each flavour (and oneloop with `extra`) at one test and at `tests`."""
     cache = venvs["oneloop"].parent
     oneloop_python = overhead.python_of(venvs["oneloop"])
     overhead.run([oneloop_python, *overhead.PIP, "--force-reinstall", "--no-deps", overhead.ROOT])
@@ -82,6 +90,9 @@ def measure(venvs: dict[str, Path], tests: int) -> dict[tuple[str, int], int]:
             overhead.run_pytest(venvs[name], suite, (), overhead.passed(size))
             irefs[name, size] = count(venvs[name], suite, size)
             print(f"  {name} at {size} test(s): {irefs[name, size]:,} instructions", flush=True)
+            if name == "oneloop" and extra:
+                irefs[WITH, size] = count(venvs[name], suite, size, extra)
+                print(f"  {WITH} at {size} test(s): {irefs[WITH, size]:,} instructions", flush=True)
     return irefs
 
 
@@ -91,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tests", type=int, default=400, help="tests in the larger suite (400)")
     parser.add_argument(
         "--cache-dir", type=Path, default=overhead.BENCH / ".cache", help="make bench's venvs"
+    )
+    parser.add_argument(
+        "--args", default="", help="pytest arguments to count the oneloop suite with, too"
     )
     args = parser.parse_args(argv)
     if args.tests < MIN_TESTS:
@@ -103,15 +117,16 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         sys.exit(f"bench: run `make bench` (or overhead.py --quick) first; missing {missing}")
     with overhead.locked(cache):  # a running `make bench` owns the venvs until it ends
-        irefs = measure(venvs, args.tests)
+        irefs = measure(venvs, args.tests, tuple(shlex.split(args.args)))
+    names = (*FLAVOURS, WITH) if args.args else FLAVOURS
     per_test = {
-        name: (irefs[name, args.tests] - irefs[name, 1]) / (args.tests - 1) for name in FLAVOURS
+        name: (irefs[name, args.tests] - irefs[name, 1]) / (args.tests - 1) for name in names
     }
     print(f"\nInstructions (valgrind I refs) at 1 and {args.tests} tests")
-    print(f"{'flavour':10} {'1 test':>15} {f'{args.tests} tests':>15} {'per test':>12}")
-    for name in FLAVOURS:
+    print(f"{'flavour':12} {'1 test':>15} {f'{args.tests} tests':>15} {'per test':>12}")
+    for name in names:
         print(
-            f"{name:10} {irefs[name, 1]:>15,} {irefs[name, args.tests]:>15,} "
+            f"{name:12} {irefs[name, 1]:>15,} {irefs[name, args.tests]:>15,} "
             f"{per_test[name]:>12,.0f}"
         )
     print(
@@ -120,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
         f"start-up and one test: {irefs['oneloop', 1] - irefs['sync', 1]:+,} instructions; "
         f"whole run: {irefs['oneloop', args.tests] / irefs['sync', args.tests]:.3f}x"
     )
+    if args.args:
+        extra = per_test[WITH] - per_test["oneloop"]
+        print(
+            f"with {args.args!r}: {per_test[WITH] / per_test['oneloop']:.4f}x per oneloop test "
+            f"({extra:+,.0f} instructions per test); whole run: "
+            f"{irefs[WITH, args.tests] / irefs['oneloop', args.tests]:.4f}x"
+        )
 
 
 if __name__ == "__main__":

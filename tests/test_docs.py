@@ -12,7 +12,8 @@ The convention (docs/architecture.md, "Code blocks in the docs"):
 - `console` blocks hold commands: `pytest ...` must parse and configure
   (with the files above in place), `pip install` may name only this
   project's extras or installed packages, `make` only existing targets,
-  `python SCRIPT` only a script of the repository.
+  `python SCRIPT` only a script of the repository (`python -m MODULE` an
+  importable module), `pytest-oneloop ...` only arguments its parser takes.
 - `<!-- docs-test: DIRECTIVE -->` on the line before a block (blank lines
   allowed between) changes what happens to it:
   `outcomes failed=1 passed=2` (test block: exactly these outcomes instead
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import re
 import shlex
@@ -36,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from pytest_oneloop.migrate import cli
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -306,6 +310,8 @@ def test_every_console_command_is_valid(
                 check_make_command(args, f"{block}: {line.strip()}")
             elif Path(command).name in ("python", "python3"):
                 check_python_command(args, f"{block}: {line.strip()}")
+            elif command == "pytest-oneloop":
+                check_oneloop_command(args, f"{block}: {line.strip()}")
             else:
                 pytest.fail(
                     f"{block}: no check for {command!r}; exempt the block with "
@@ -355,10 +361,22 @@ def check_make_command(args: list[str], where: str) -> None:
 
 
 def check_python_command(args: list[str], where: str) -> None:
-    """`python path/to/script.py ...` names a script of this repository."""
+    """`python path/to/script.py ...` names a script of this repository; `-m` a module."""
+    if args[:1] == ["-m"]:
+        module = args[1] if len(args) > 1 else ""
+        assert importlib.util.find_spec(module) is not None, f"{where}: no module {module!r}"
+        return
     script = next((arg for arg in args if not arg.startswith("-")), None)
     assert script is not None, f"{where}: only `python SCRIPT ...` is checked"
     assert (ROOT / script).is_file(), f"{where}: there is no {script} in the repository"
+
+
+def check_oneloop_command(args: list[str], where: str) -> None:
+    """`pytest-oneloop migrate ...` is accepted by the command's own parser."""
+    try:
+        cli.parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{where}: the pytest-oneloop command refuses these arguments", pytrace=False)
 
 
 def test_every_block_is_checked_or_exempted() -> None:

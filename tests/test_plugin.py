@@ -151,15 +151,18 @@ def test_feature_modules_are_plugins_of_their_own_that_can_be_disabled(
     result.stdout.fnmatch_lines([f"*REGISTERED {' '.join(rest)}*"])
 
 
-def test_importing_the_plugin_imports_no_database_packages(pytester: pytest.Pytester) -> None:
-    """Start-up stays cheap: no SQLAlchemy, factory_boy or driver is imported."""
+def test_importing_the_plugin_imports_no_database_or_migration_packages(
+    pytester: pytest.Pytester,
+) -> None:
+    """Start-up stays cheap: no SQLAlchemy, factory_boy, driver, libcst or tomlkit is imported."""
     pytester.makepyfile(
         """
         import sys
 
         def test_modules():
-            heavy = {"sqlalchemy", "factory", "aiosqlite", "asyncpg"}
+            heavy = {"sqlalchemy", "factory", "aiosqlite", "asyncpg", "libcst", "tomlkit"}
             assert heavy.isdisjoint(sys.modules)
+            assert "pytest_oneloop.migrate" not in sys.modules
         """
     )
     pytester.runpytest_subprocess("-p", "no:faker").assert_outcomes(passed=1)

@@ -175,16 +175,17 @@ def test_a_task_factory_of_the_user_makes_every_task_and_leaks_are_still_found(
         async def test_leaks():
             asyncio.create_task(asyncio.Event().wait())
 
-        async def test_user_factory_set_later(fixture_kind):
+        @pytest.fixture(scope="module")
+        async def user_factory_set_later():
             loop = asyncio.get_running_loop()
             loop.set_task_factory(lambda loop, coro, **kw: Other(coro, loop=loop, **kw))
 
-        async def test_other(fixture_kind):
+        async def test_other(user_factory_set_later, fixture_kind):
             assert (fixture_kind, kind()) == ("Other", "Other")
         """
     )
     result = pytester.runpytest("--loop-factory", "marked_loop:new_event_loop", "-p", "no:randomly")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*test_leaks left 1 task(s) pending after its teardown*"])
     assert "test_marked left" not in result.stdout.str()
 

@@ -1,9 +1,10 @@
-"""Run every corpus package under pytest-asyncio and under pytest-oneloop.
+"""Run every corpus package under pytest-asyncio, under pytest-oneloop, and migrated.
 
     python bench/compat/run_all.py [PACKAGE ...] [--reuse-reference] [--plugin PATH]
 
 Packages run one at a time, each flavour in a fresh venv (see run_one.py).
-Then every test's outcome under oneloop is compared with its outcome under
+Then every test's outcome under oneloop, and after `pytest-oneloop migrate`
+(the `migrated` flavour), is compared with its outcome under
 pytest-asyncio, and `bench/compat/results.md` gets one table row per package
 and one line per test whose outcome differs. A difference is explained by a
 line of `differences.tsv` (package, test pattern, reason); a difference that
@@ -110,59 +111,65 @@ def _recorded(ref: run_one.Result, recipe: run_one.Recipe) -> str:
 
 def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str, int]:
     """The markdown of results.md, and how many differences nothing explains."""
-    reasons = load_reasons()
     lines = [
         "# Compatibility corpus: pytest-asyncio vs pytest-oneloop",
         "",
         "Written by `make compat` (`bench/compat/run_all.py`). Each package's own test suite,",
         f"from its sdist, on CPython {platform.python_version()}, {run_one.PYTEST_SPEC}: once with",
-        f"{run_one.PYTEST_ASYNCIO_SPEC}, once with pytest-oneloop (this tree) and pytest-asyncio",
-        "uninstalled; the harness's `pytest_asyncio` import shim is the only help (never loaded",
-        "as a plugin). Counts are passed / failed / skipped / errors.",
+        f"{run_one.PYTEST_ASYNCIO_SPEC}; once with pytest-oneloop (this tree) and pytest-asyncio",
+        "uninstalled, where the harness's `pytest_asyncio` import shim is the only help (never",
+        "loaded as a plugin); and once *migrated*: `pytest-oneloop migrate` applied to the",
+        "unpacked sdist, pytest-asyncio uninstalled, no shim (a test dependency that imports",
+        "pytest_asyncio itself, such as pytest-aiohttp, keeps it installed there, disabled with",
+        "`-p no:asyncio`, as docs/migrating.md says). Counts are passed / failed / skipped /",
+        "errors.",
         "",
         (
-            "| package | pytest-asyncio | oneloop | async tests passed | same tests pass "
-            "| reference as recorded |"
+            "| package | pytest-asyncio | oneloop | migrated | async tests passed "
+            "| same tests pass (oneloop, migrated) | reference as recorded |"
         ),
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     details: list[str] = []
+    migrations: list[str] = []
     unexplained = 0
     for package in packages:
         recipe = recipes[package]
         ref, ref_outcomes = _load(package, "pytest-asyncio")
-        one, one_outcomes = _load(package, "oneloop")
-        rows = compare(package, ref_outcomes, one_outcomes, reasons)
-        broken = [
-            (flavour, r) for flavour, r in (("pytest-asyncio", ref), ("oneloop", one)) if r.rc > 1
-        ]
-        if broken:
-            # A run that did not get to the tests explains every difference at once.
-            rows = [
-                (RUN, "", f"rc={r.rc}", f"{flavour} run failed: {_last_error(package, flavour)}")
-                for flavour, r in broken
-            ]
-        ref_passing = {t for t, (o, _) in ref_outcomes.items() if o == "passed"}
-        one_passing = {t for t, (o, _) in one_outcomes.items() if o == "passed"}
-        same = "yes" if ref_passing == one_passing and ref_outcomes else "**no**"
+        cells, same, passed = [], [], [ref.async_passed]
+        for flavour in run_one.ONELOOP_FLAVOURS:
+            result, outcomes = _load(package, flavour)
+            rows = _differences(package, flavour, (ref, ref_outcomes), (result, outcomes))
+            cells.append(_counts(result))
+            passed.append(result.async_passed)
+            ref_passing = {t for t, (o, _) in ref_outcomes.items() if o == "passed"}
+            passing = {t for t, (o, _) in outcomes.items() if o == "passed"}
+            same.append("yes" if ref_passing == passing and ref_outcomes else "**no**")
+            if flavour == "migrated" and result.migrate:
+                migrations.append(f"| {package} | {result.migrate} |")
+            if rows:
+                count = f"{len(rows)} {'difference' if len(rows) == 1 else 'differences'}"
+                details += ["", f"### {package}, {flavour}: {count}", ""]
+                details += [f"| test | pytest-asyncio | {flavour} | why |", "|---|---|---|---|"]
+                for test, ref_word, word, why in rows:
+                    unexplained += why.startswith(
+                        ("UNEXPLAINED", *(f"{f} run failed" for f in run_one.FLAVOURS))
+                    )
+                    details.append(f"| `{test}` | {ref_word} | {word} | {why} |")
         lines.append(
-            f"| {package} {recipe.version} | {_counts(ref)} | {_counts(one)} "
-            f"| {ref.async_passed} → {one.async_passed} | {same} | {_recorded(ref, recipe)} |"
+            f"| {package} {recipe.version} | {_counts(ref)} | {' | '.join(cells)} "
+            f"| {' → '.join(passed)} | {', '.join(same)} | {_recorded(ref, recipe)} |"
         )
-        if rows:
-            details += [
-                "",
-                f"### {package}: {len(rows)} {'difference' if len(rows) == 1 else 'differences'}",
-                "",
-            ]
-            details += ["| test | pytest-asyncio | oneloop | why |", "|---|---|---|---|"]
-            for test, ref_word, one_word, why in rows:
-                unexplained += why.startswith(
-                    ("UNEXPLAINED", "pytest-asyncio run failed", "oneloop run failed")
-                )
-                details.append(f"| `{test}` | {ref_word} | {one_word} | {why} |")
     lines += ["", "## Differences"]
-    lines += details or ["", "None: every test has the same outcome under both plugins."]
+    lines += details or ["", "None: every test has the same outcome under all three runs."]
+    if migrations:
+        lines += [
+            "",
+            "## What `pytest-oneloop migrate` said",
+            "",
+            "| package | exit status: summary |",
+        ]
+        lines += ["|---|---|", *migrations]
     lines += ["", "## Arguments", "", "| package | pytest arguments | why |", "|---|---|---|"]
     for package in packages:
         recipe = recipes[package]
@@ -172,6 +179,22 @@ def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str
             args += f" (pytest-asyncio run only: {ref_only})"
         lines.append(f"| {package} | `{args}` | {recipe.why_args or '-'} |")
     return "\n".join(lines) + "\n", unexplained
+
+
+Loaded = tuple[run_one.Result, dict[str, tuple[str, str]]]
+
+
+def _differences(
+    package: str, flavour: str, reference: Loaded, current: Loaded
+) -> list[tuple[str, str, str, str]]:
+    """The rows of one flavour's differences; a run that did not start explains them all."""
+    (ref, ref_outcomes), (result, outcomes) = reference, current
+    broken = [(f, r) for f, r in (("pytest-asyncio", ref), (flavour, result)) if r.rc > 1]
+    if broken:
+        return [
+            (RUN, "", f"rc={r.rc}", f"{f} run failed: {_last_error(package, f)}") for f, r in broken
+        ]
+    return compare(package, ref_outcomes, outcomes, load_reasons())
 
 
 def main() -> int:

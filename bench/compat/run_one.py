@@ -2,9 +2,10 @@
 
     python bench/compat/run_one.py PACKAGE FLAVOUR [--plugin PATH] [--workdir DIR]
 
-FLAVOUR is `pytest-asyncio` (the reference: pytest-asyncio as pinned below)
-or `oneloop` (the plugin tree at --plugin, default this repository, with
-pytest-asyncio uninstalled).
+FLAVOUR is `pytest-asyncio` (the reference: pytest-asyncio as pinned below),
+`oneloop` (the plugin tree at --plugin, default this repository, with
+pytest-asyncio uninstalled) or `migrated` (the same, after `python -m
+pytest_oneloop.migrate` has rewritten the unpacked sdist).
 
 Each run starts from nothing in its work directory: a new venv, the sdist
 downloaded with pip, the package and its test dependencies installed with
@@ -12,7 +13,11 @@ the versions of `constraints/PACKAGE.txt`, then the suite shipped in the
 sdist runs with the arguments of `corpus.tsv`. Under `oneloop`, the only
 help the suite gets is the `shim/pytest_asyncio` module, so that its
 `import pytest_asyncio` lines resolve; the shim is importable, never loaded
-as a plugin.
+as a plugin. Under `migrated` there is no shim: the command's own rewrite
+is what lets the suite run (its output is in `migrate.log`). A test
+dependency that imports pytest_asyncio itself (pytest-aiohttp) keeps
+pytest-asyncio installed there, disabled with `-p no:asyncio`, as
+docs/migrating.md tells users to do.
 
 The work directory keeps `junit.xml`, `pytest.log`, `freeze.txt` and
 `result.json` (the counts), and the last line printed is a summary.
@@ -37,7 +42,8 @@ from xml.etree import ElementTree as ET
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 CACHE = REPO / "bench" / ".cache" / "compat"
-FLAVOURS = ("pytest-asyncio", "oneloop")
+FLAVOURS = ("pytest-asyncio", "oneloop", "migrated")
+ONELOOP_FLAVOURS = ("oneloop", "migrated")
 PYTEST_SPEC = "pytest==9.2.0"
 PYTEST_ASYNCIO_SPEC = "pytest-asyncio==1.5.0"
 PIP_FLAGS = ("--disable-pip-version-check", "-q")
@@ -75,6 +81,7 @@ class Result:
     seconds: float = 0.0
     async_passed: str = "?"
     problem: str = ""
+    migrate: str = ""  # migrated: the command's exit status and summary
 
 
 def _field(value: str) -> str:
@@ -153,8 +160,13 @@ def _site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def _install(recipe: Recipe, flavour: str, plugin: Path, work: Path, python: Path) -> Path:
-    """Make the venv with the package, its test deps and the flavour; return the source dir."""
+def _install(
+    recipe: Recipe, flavour: str, plugin: Path, work: Path, python: Path
+) -> tuple[Path, list[str]]:
+    """Make the venv with the package, its test deps and the flavour.
+
+    Returns the source directory and the pytest arguments the flavour adds.
+    """
     pip = [str(python), "-m", "pip", *PIP_FLAGS]
     sdist = work / "sdist"
     _run([*pip, "download", "--no-deps", "--no-binary", recipe.package,
@@ -167,8 +179,10 @@ def _install(recipe: Recipe, flavour: str, plugin: Path, work: Path, python: Pat
     target = f"{src}[{recipe.extras}]" if recipe.extras else str(src)
     reference = [PYTEST_ASYNCIO_SPEC] if flavour == "pytest-asyncio" else []
     _run([*pip, "install", *cons, target, PYTEST_SPEC, *recipe.deps, *reference])
-    if flavour == "oneloop":
-        _run([*pip, "install", *cons, str(plugin)])
+    extra_args: list[str] = []
+    if flavour in ONELOOP_FLAVOURS:
+        spec = f"{plugin}[migrate]" if flavour == "migrated" else str(plugin)
+        _run([*pip, "install", *cons, spec])
         # Test dependencies such as pytest-aiohttp pull pytest-asyncio in.
         _run([*pip, "uninstall", "-y", "-q", "pytest-asyncio"])
         check = "import importlib.metadata as m; m.distribution('pytest-asyncio')"
@@ -178,10 +192,33 @@ def _install(recipe: Recipe, flavour: str, plugin: Path, work: Path, python: Pat
         ):
             msg = "pytest-asyncio is still installed"
             raise RuntimeError(msg)
-        shutil.copytree(HERE / "shim" / "pytest_asyncio", _site_packages(python) / "pytest_asyncio")
+        if flavour == "oneloop":
+            shim = HERE / "shim" / "pytest_asyncio"
+            shutil.copytree(shim, _site_packages(python) / "pytest_asyncio")
+        elif _needs_pytest_asyncio(python):
+            _run([*pip, "install", *cons, PYTEST_ASYNCIO_SPEC])
+            extra_args = ["-p", "no:asyncio"]
     freeze = subprocess.run([*pip, "freeze"], check=True, capture_output=True, text=True)
     (work / "freeze.txt").write_text(freeze.stdout, encoding="utf-8")
-    return src
+    return src, extra_args
+
+
+def _needs_pytest_asyncio(python: Path) -> bool:
+    """Whether an installed distribution (pytest-aiohttp) requires pytest-asyncio."""
+    pip_check = [str(python), "-m", "pip", "--disable-pip-version-check", "check"]  # not -q
+    check = subprocess.run(pip_check, capture_output=True, text=True, check=False)
+    return "requires pytest-asyncio" in check.stdout.lower()
+
+
+def _migrate(python: Path, src: Path, work: Path) -> str:
+    """`python -m pytest_oneloop.migrate` on the unpacked sdist: its exit status and summary."""
+    cmd = [str(python), "-m", "pytest_oneloop.migrate", "."]
+    print("+ cd", src, "&&", shlex.join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=src, capture_output=True, text=True, check=False)
+    (work / "migrate.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    endings = ("rewritten", "nothing to rewrite", "a person: see above")
+    summary = [line for line in proc.stderr.splitlines() if line.endswith(endings)]
+    return f"rc={proc.returncode}: {'; '.join(summary)}"
 
 
 def read_junit(path: Path) -> dict[str, tuple[str, str]]:
@@ -233,13 +270,16 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
     subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
     python = work / "venv" / "bin" / "python"
     try:
-        src = _install(recipe, flavour, plugin, work, python)
+        src, extra_args = _install(recipe, flavour, plugin, work, python)
+        if flavour == "migrated":
+            result.migrate = _migrate(python, src, work)
     except (subprocess.CalledProcessError, RuntimeError, ValueError) as exc:
         result.problem = f"install failed: {exc}"
         result.rc = 99
         _save(work, result)
         return result
     args = [*recipe.args, *(recipe.reference_args if flavour == "pytest-asyncio" else [])]
+    args += extra_args
     cmd = [str(python), "-m", "pytest", recipe.tests, *args, "-rfE", "-p", "count_async",
            f"--junitxml={work / 'junit.xml'}"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
@@ -292,6 +332,7 @@ def main() -> int:
         f"RESULT {result.package} {result.flavour}: {result.passed} passed, "
         f"{result.failed} failed, {result.skipped} skipped, {result.errors} errors, "
         f"rc={result.rc}, async {result.async_passed}, {result.seconds} s {result.problem}"
+        + (f" migrate {result.migrate}" if result.migrate else "")
     )
     return 0 if result.rc in {0, 1} else 1
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import io
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 import pytest
 
@@ -97,10 +98,27 @@ def _hide_unless_own_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> bo
     return not isinstance(excinfo.value, pytest.fail.Exception)
 
 
+class WaitLimits(Protocol):
+    """Measures the time limits of waits in place of the loop's clock (`SessionRunner.limits`)."""
+
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float | None,
+        limit: float | None,
+        expire: Callable[[str], None],
+    ) -> Callable[[], object] | None:
+        """Call `expire(why)` when the wait is over its limit; return what disarms that.
+
+        `why` ends the sentence "... timed out after"; `limit` is the limit
+        the message names (`timeout` when None).
+        """
+
+
 class _Wait:
     """What happened to the task being waited for: one record per wait."""
 
-    __slots__ = ("expired_at", "interrupted", "task")
+    __slots__ = ("expired_at", "interrupted", "task", "why")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         """Nothing has happened yet."""
@@ -109,6 +127,8 @@ class _Wait:
         self.expired_at: str | None = None
         #: Whether Ctrl-C cancelled it.
         self.interrupted = False
+        #: What its time limit was, when `WaitLimits` says it otherwise than "Ns".
+        self.why: str | None = None
 
 
 class SessionRunner:
@@ -127,6 +147,9 @@ class SessionRunner:
         self.item_timeout: float | None = None
         #: Called with each new loop, e.g. to install a task factory.
         self.on_new_loop: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+        #: While set, measures the waits' time limits instead of a timer on the
+        #: loop's clock: `_vtime` sets it while that clock is virtual.
+        self.limits: WaitLimits | None = None
 
     def use_loop_factory(self, factory: Callable[[], asyncio.AbstractEventLoop], spec: str) -> None:
         """Make the session loop with `factory`; only before the loop exists."""
@@ -216,15 +239,21 @@ class SessionRunner:
         __tracebackhide__ = _hide_unless_own_failure
         loop = task.get_loop()
         state = self._current = _Wait(task)
-        timer = loop.call_later(timeout, self._expire, state) if timeout is not None else None
+        if self.limits is not None:
+            disarm = self.limits.start(loop, timeout, limit, functools.partial(self._expire, state))
+        elif timeout is not None:
+            disarm = loop.call_later(timeout, self._expire, state).cancel
+        else:
+            disarm = None
         try:
             result = run_until_done(loop, until, self._how)
         except asyncio.CancelledError:
             if state.interrupted:
                 raise KeyboardInterrupt from None
             if state.expired_at is not None:
+                why = state.why or f"{limit or timeout:g}s"
                 raise pytest.fail.Exception(
-                    f"{label} timed out after {limit or timeout:g}s and was cancelled; "
+                    f"{label} timed out after {why} and was cancelled; "
                     f"it was waiting at:\n{state.expired_at}",
                     pytrace=False,
                 ) from None
@@ -241,13 +270,14 @@ class SessionRunner:
             ) from None
         finally:
             self._current = None
-            if timer is not None:
-                timer.cancel()
+            if disarm is not None:
+                disarm()
         if state.interrupted:
             raise KeyboardInterrupt
         return result
 
-    def _expire(self, state: _Wait) -> None:
+    def _expire(self, state: _Wait, why: str | None = None) -> None:
+        state.why = why
         state.expired_at = task_stack(state.task)
         state.task.cancel()
 

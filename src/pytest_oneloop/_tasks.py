@@ -132,8 +132,9 @@ class TaskWatch:
         """Attribute loop errors to tests and, where needed, record task owners.
 
         The watch's exception handler and task factory wrap whatever the loop
-        has: one a loop factory or a wider-scoped fixture installed keeps
-        working inside them. Called for each new loop and at each test's set-up.
+        has: one a loop factory installed keeps working inside them. Called
+        for each new loop. A handler or factory a wider-scoped fixture sets
+        later replaces them for the tests under it (see `_hygiene`).
         """
         handler = loop.get_exception_handler()
         if not (isinstance(handler, _Handler) and handler.watch is self):
@@ -221,7 +222,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     `asyncio.get_event_loop()` gets the session loop.
     """
     watch = get_watch(item.config)
-    watch.install(watch.runner.loop)
+    watch.runner.loop  # noqa: B018 - made now, if there is none yet
     watch.current = item
     watch.errors.clear()
     marker = (

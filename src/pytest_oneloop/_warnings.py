@@ -16,3 +16,11 @@ class LeakedTaskWarning(pytest.PytestWarning):
 
 class LoopExceptionWarning(pytest.PytestWarning):
     """An exception was raised in an event loop callback or an unawaited task."""
+
+
+class LoopChangeWarning(pytest.PytestWarning):
+    """A test changed a setting of the session loop; it was restored after the test."""
+
+
+class BlockingWarning(pytest.PytestWarning):
+    """Code run by the event loop held it longer than `oneloop_blocking` allows."""

@@ -25,6 +25,9 @@ from pytest_oneloop._runner import (
 FEATURES = (
     "pytest_oneloop._hooks",
     "pytest_oneloop._tasks",
+    "pytest_oneloop._hygiene",
+    "pytest_oneloop._vtime",
+    "pytest_oneloop._blocking",
     "pytest_oneloop._groups",
     "pytest_oneloop.sqlalchemy.fixtures",
     "pytest_oneloop._migrate",
