@@ -548,3 +548,16 @@ def run_and_check_the_password_is_hidden(pytester: pytest.Pytester, database_url
     password = make_url(database_url).password
     assert password
     assert_never_shown(result, password)
+
+
+@pytest.mark.parametrize("option", ["--reuse-db", "-o oneloop_db_reuse=true"])
+def test_reuse_db_on_sqlite_changes_nothing(pytester: pytest.Pytester, option: str) -> None:
+    """A SQLite file is made new each run: the option is accepted and the tests run as always."""
+    support.make_project(pytester, None)
+    pytester.makepyfile(
+        """
+        async def test_uses_the_database(db_session, db_engine):
+            assert db_engine.url.database.endswith("test.db")
+        """
+    )
+    pytester.runpytest(*option.split()).assert_outcomes(passed=1)

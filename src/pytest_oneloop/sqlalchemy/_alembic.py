@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_oneloop.sqlalchemy._config import INI_CHECK, INI_SCHEMA, fail, mask_url, require_for
@@ -32,7 +34,6 @@ from pytest_oneloop.sqlalchemy._engine import connect, reason
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
-    from pathlib import Path
 
     from sqlalchemy import Connection, MetaData
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,34 +48,73 @@ async def migrated(
     """The engine's database migrated to head for the block, then cleared (module docstring)."""
     __tracebackhide__ = True
     require_for(INI_SCHEMA, "alembic")
-    config = _alembic_config(engine, ini)
     async with connect(engine) as connection:
         before = await connection.run_sync(_objects)
     try:
-        await _upgrade(engine, config)
-        async with connect(engine) as connection:
-            at_head = await connection.run_sync(_at_head, config)
-            if not at_head:
-                fail(
-                    f"oneloop: alembic upgrade head ran, but {mask_url(engine.url)!r} has no "
-                    f"Alembic version afterwards. env.py must connect with the URL the "
-                    "plugin sets, config.get_main_option('sqlalchemy.url') (as `alembic init "
-                    "-t async` writes it), not one of its own."
-                )
-            if check:
-                differences = await connection.run_sync(_differences, metadata)
-                if differences:
-                    listed = "\n".join(f"  {line}" for line in differences)
-                    fail(
-                        f"oneloop: the schema the migrations of {str(ini)!r} build differs from "
-                        f"db_metadata ({INI_CHECK} = true). What `alembic revision "
-                        f"--autogenerate` would write:\n{listed}"
-                    )
+        await migrate(engine, ini, metadata, check=check)
         yield
     finally:
         async with connect(engine) as connection:
             await connection.run_sync(_drop_new, before)
             await connection.commit()
+
+
+async def migrate(engine: AsyncEngine, ini: Path, metadata: MetaData, *, check: bool) -> None:
+    """`alembic upgrade head` on the engine's database, verified, and checked if `check`.
+
+    What `migrated` does before its block; a template database gets only this.
+    """
+    __tracebackhide__ = True
+    require_for(INI_SCHEMA, "alembic")
+    config = _alembic_config(engine, ini)
+    await _upgrade(engine, config)
+    async with connect(engine) as connection:
+        at_head = await connection.run_sync(_at_head, config)
+        if not at_head:
+            fail(
+                f"oneloop: alembic upgrade head ran, but {mask_url(engine.url)!r} has no "
+                f"Alembic version afterwards. env.py must connect with the URL the "
+                "plugin sets, config.get_main_option('sqlalchemy.url') (as `alembic init "
+                "-t async` writes it), not one of its own."
+            )
+        if check:
+            differences = await connection.run_sync(_differences, metadata)
+            if differences:
+                listed = "\n".join(f"  {line}" for line in differences)
+                fail(
+                    f"oneloop: the schema the migrations of {str(ini)!r} build differs from "
+                    f"db_metadata ({INI_CHECK} = true). What `alembic revision "
+                    f"--autogenerate` would write:\n{listed}"
+                )
+
+
+def revision_fingerprint(ini: Path) -> list[str]:
+    """What decides the migrated schema: alembic.ini and every Python file of the scripts.
+
+    The script directory (env.py, the revisions, what they import from
+    there) and the `version_locations` outside it, read as text rather than
+    imported: a template or kept database made from the same files can be
+    reused, and an edited revision changes them even when the heads do not.
+    """
+    __tracebackhide__ = True
+    require_for(INI_SCHEMA, "alembic")
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(ini))
+    try:
+        roots = [Path(ScriptDirectory.from_config(config).dir)]
+    except Exception as exc:  # noqa: BLE001 - a missing script_location, a bad option...
+        fail(f"oneloop: cannot read the migrations of {str(ini)!r}: {type(exc).__name__}: {exc}")
+    locations = config.get_main_option("version_locations") or ""
+    roots += [Path(part) for part in re.split(r"[\s,;:]+", locations) if part]
+    files = {
+        (str(path.relative_to(root)), path)
+        for root in roots
+        if root.is_dir()
+        for path in root.rglob("*.py")
+    }
+    return [ini.read_text(), *(f"{name}\n{path.read_text()}" for name, path in sorted(files))]
 
 
 def _alembic_config(engine: AsyncEngine, ini: Path) -> Any:

@@ -34,6 +34,8 @@ INI_URL = "oneloop_db_url"
 INI_METADATA = "oneloop_db_metadata"
 INI_SCHEMA = "oneloop_db_schema"
 INI_CHECK = "oneloop_db_check_migrations"
+INI_REUSE = "oneloop_db_reuse"
+INI_TEMPLATES = "oneloop_db_templates"
 COMMIT_MARKER = "db_commit"
 COMMIT_MARKER_HELP = (
     f"{COMMIT_MARKER}: db_session commits for real (no outer transaction), and every table "
@@ -119,6 +121,12 @@ def configured_url(config: pytest.Config) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
+
+
+def reuse_db(config: pytest.Config) -> bool:
+    """Whether the test databases are kept between runs: `--reuse-db`, else the ini option."""
+    flag = config.getoption("oneloop_reuse_db", None)
+    return bool(config.getini(INI_REUSE) if flag is None else flag)
 
 
 def require(*modules: str) -> None:

@@ -57,6 +57,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "default) or 'alembic:PATH' (alembic upgrade head with the alembic.ini at PATH).",
         default="metadata",
     )
+    group.addoption(
+        "--reuse-db",
+        dest="oneloop_reuse_db",
+        action="store_true",
+        default=None,
+        help="PostgreSQL: keep the test databases for the next run, which uses them as they "
+        "are unless the schema changed. Overrides the oneloop_db_reuse ini option.",
+    )
+    parser.addini(
+        _config.INI_REUSE,
+        "PostgreSQL: keep the test databases between runs, rebuilt when the schema changes "
+        "(like --reuse-db).",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        _config.INI_TEMPLATES,
+        "PostgreSQL under pytest-xdist: build the schema once in a template database and copy "
+        "it for each worker (default); false: build it in each worker's database.",
+        type="bool",
+        default=True,
+    )
     parser.addini(
         _config.INI_CHECK,
         "With oneloop_db_schema = alembic:PATH, fail if the migrated schema differs from "
@@ -135,7 +157,10 @@ async def db_engine(
     schema with db_metadata and fails on any difference.
     Under pytest-xdist each worker uses its own database, created at start
     and dropped at the end: `<name>_gw0`, ... on a server, `<file>_gw0.db`
-    for SQLite. `db_engine.url` is the database in use. A SQLite file in
+    for SQLite. On PostgreSQL the schema is built once, in a template
+    database that each worker's is copied from, and `--reuse-db` (ini
+    `oneloop_db_reuse`) keeps the databases for the next run as long as the
+    schema is the same. `db_engine.url` is the database in use. A SQLite file in
     pytest's temporary directory (the default) is set to
     `PRAGMA synchronous = OFF`: its commits do not wait for the disk.
     """
@@ -147,7 +172,14 @@ async def db_engine(
     worker = _engine.worker_id(config)
     scratch = tmp_path_factory.getbasetemp()
     async with _engine.session_engine(
-        db_url, db_metadata, worker, scratch, alembic=alembic, check=check
+        db_url,
+        db_metadata,
+        worker,
+        scratch,
+        alembic=alembic,
+        check=check,
+        reuse=_config.reuse_db(config),
+        templates=bool(config.getini(_config.INI_TEMPLATES)),
     ) as engine:
         yield engine
 
