@@ -13,6 +13,10 @@
 and on the way out drops those tables, disposes of the engine and drops the
 worker's database. Tables that existed before are left as they were, so
 the database ends the session holding exactly what it held before.
+
+On PostgreSQL under pytest-xdist, and with `--reuse-db`, steps 1 and 3 are
+`_templates` instead: the worker's database is a copy of a template that
+has the schema, and it may be kept for the next session.
 """
 
 from __future__ import annotations
