@@ -131,6 +131,26 @@ def test_db_url_defaults_to_a_new_sqlite_file_in_the_temporary_directory(
     result.stdout.no_fnmatch_line("oneloop: db=*")
 
 
+@pytest.mark.parametrize(("configured", "expected"), [(False, 0), (True, 2)])
+def test_a_sqlite_file_in_pytests_temporary_directory_commits_without_waiting_for_the_disk(
+    pytester: pytest.Pytester, tmp_path: Path, configured: bool, expected: int
+) -> None:
+    """The default file gets synchronous = OFF on every connection; a file elsewhere keeps FULL."""
+    with support.database("sqlite", tmp_path) as url:
+        support.make_project(pytester, url if configured else None)
+        support.run_inner(
+            pytester,
+            f"""
+            from sqlalchemy import text
+
+            async def test_synchronous(db_session, db_engine):
+                assert await db_session.scalar(text("PRAGMA synchronous")) == {expected}
+                async with db_engine.connect() as other:
+                    assert await other.scalar(text("PRAGMA synchronous")) == {expected}
+            """,
+        )
+
+
 @pytest.mark.parametrize(
     ("option", "env", "expected"),
     [("option.db", "env.db", "option.db"), (None, "env.db", "env.db"), (None, None, "ini.db")],
@@ -528,3 +548,16 @@ def run_and_check_the_password_is_hidden(pytester: pytest.Pytester, database_url
     password = make_url(database_url).password
     assert password
     assert_never_shown(result, password)
+
+
+@pytest.mark.parametrize("option", ["--reuse-db", "-o oneloop_db_reuse=true"])
+def test_reuse_db_on_sqlite_changes_nothing(pytester: pytest.Pytester, option: str) -> None:
+    """A SQLite file is made new each run: the option is accepted and the tests run as always."""
+    support.make_project(pytester, None)
+    pytester.makepyfile(
+        """
+        async def test_uses_the_database(db_session, db_engine):
+            assert db_engine.url.database.endswith("test.db")
+        """
+    )
+    pytester.runpytest(*option.split()).assert_outcomes(passed=1)

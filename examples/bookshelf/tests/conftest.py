@@ -1,8 +1,9 @@
 """Fixtures of the bookshelf's tests: the app and its client, factories, the request id.
 
-pytest-oneloop provides `db_engine` (the tables of `bookshelf.models:Base`,
-named by `oneloop_db_metadata` in pyproject.toml) and `db_session` (rolled
-back after each test). Everything async here runs on the session's one
+pytest-oneloop provides `db_engine` (the schema built by the migrations in
+migrations/, `oneloop_db_schema = "alembic:alembic.ini"` in pyproject.toml,
+and checked against `bookshelf.models:Base`) and `db_session` (rolled back
+after each test). Everything async here runs on the session's one
 event loop, so the session-scoped app and client serve every test.
 """
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from pytest_oneloop.sqlalchemy import BoundFactory, PersistingFactory
+    from pytest_oneloop.sqlalchemy import BoundFactory, PersistingFactory, QueryCounter
 
 
 async def count(session: AsyncSession, model: type[Author | Book | Review]) -> int:
@@ -95,6 +95,19 @@ async def test_top_rated_lists_the_best_books_first(
     top = await services.top_rated(db_session)
 
     assert [(rated.book.id, rated.rating) for rated in top] == [(good.id, 5.0), (poor.id, 1.0)]
+
+
+async def test_the_top_list_takes_two_queries_however_many_books_it_lists(
+    db_session: AsyncSession, review_factory: BoundFactory, db_queries: QueryCounter
+) -> None:
+    """One selectinload query fetches the authors of all the listed books, not one per book."""
+    await review_factory.batch(5)  # five books, by five authors
+    db_session.expunge_all()  # nothing cached: each author has to come from the database
+
+    async with db_queries.assert_max(2):  # the books with their ratings, then their authors
+        top = await services.top_rated(db_session)
+
+    assert len({rated.book.author.name for rated in top}) == 5
 
 
 async def test_a_review_outside_one_to_five_stars_is_refused(

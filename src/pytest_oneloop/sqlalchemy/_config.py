@@ -1,8 +1,10 @@
 """What the user configured for the database fixtures, and how it is shown.
 
 The URL comes from `--db-url`, the `ONELOOP_DB_URL` environment variable or
-the `oneloop_db_url` ini option; the schema from `oneloop_db_metadata`; the
-tests that commit for real are marked `db_commit`.
+the `oneloop_db_url` ini option; the tables from `oneloop_db_metadata`, and
+how they are built from `oneloop_db_schema` (`metadata`, or
+`alembic:path/to/alembic.ini`); the tests that commit for real are marked
+`db_commit`.
 Everything here that runs at start-up (the report header) works on plain
 strings, so SQLAlchemy is imported only once a DB fixture is set up. A URL
 is never shown with its password: `mask_url` and `scrub` are applied to every
@@ -23,12 +25,17 @@ from pytest_oneloop._imports import import_object
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     from sqlalchemy import URL, MetaData
 
 ENV_URL = "ONELOOP_DB_URL"
 INI_URL = "oneloop_db_url"
 INI_METADATA = "oneloop_db_metadata"
+INI_SCHEMA = "oneloop_db_schema"
+INI_CHECK = "oneloop_db_check_migrations"
+INI_REUSE = "oneloop_db_reuse"
+INI_TEMPLATES = "oneloop_db_templates"
 COMMIT_MARKER = "db_commit"
 COMMIT_MARKER_HELP = (
     f"{COMMIT_MARKER}: db_session commits for real (no outer transaction), and every table "
@@ -116,6 +123,12 @@ def configured_url(config: pytest.Config) -> str | None:
     return None
 
 
+def reuse_db(config: pytest.Config) -> bool:
+    """Whether the test databases are kept between runs: `--reuse-db`, else the ini option."""
+    flag = config.getoption("oneloop_reuse_db", None)
+    return bool(config.getini(INI_REUSE) if flag is None else flag)
+
+
 def require(*modules: str) -> None:
     """Fail with the install command when a module of the extra cannot be imported."""
     __tracebackhide__ = True
@@ -127,6 +140,44 @@ def require(*modules: str) -> None:
                 f"oneloop: the database fixtures need {module!r}, which cannot be imported "
                 f"({exc}). Install the extra: {INSTALL_SQLALCHEMY}"
             )
+
+
+def require_for(option: str, module: str) -> None:
+    """Fail with the install command when `module`, which `option` needs, cannot be imported."""
+    __tracebackhide__ = True
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        fail(
+            f"oneloop: {option} needs {module!r}, which cannot be imported ({exc}): "
+            f"pip install {module}"
+        )
+
+
+def alembic_ini(config: pytest.Config) -> Path | None:
+    """The alembic.ini of `oneloop_db_schema = alembic:PATH`, or None for `metadata`.
+
+    PATH is relative to the directory of the pytest configuration file.
+    """
+    __tracebackhide__ = True
+    value = str(config.getini(INI_SCHEMA)).strip() or "metadata"
+    if value == "metadata":
+        return None
+    kind, colon, path = value.partition(":")
+    if kind != "alembic" or not colon or not path.strip():
+        fail(
+            f"oneloop: invalid {INI_SCHEMA} {value!r}: expected 'metadata' (create the tables "
+            "of db_metadata) or 'alembic:PATH' (run the migrations of PATH, an alembic.ini), "
+            "for example 'alembic:alembic.ini'"
+        )
+    base = config.inipath.parent if config.inipath else config.rootpath
+    ini = (base / path.strip()).resolve()
+    if not ini.is_file():
+        fail(
+            f"oneloop: {INI_SCHEMA} {value!r} names no file: {ini} does not exist. Give the "
+            "path of alembic.ini, relative to the directory of the pytest configuration file."
+        )
+    return ini
 
 
 def parse_url(value: str | URL) -> URL:

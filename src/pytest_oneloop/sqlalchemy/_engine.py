@@ -4,12 +4,19 @@
 
 1. under pytest-xdist, makes the worker its own database (`<name>_gw0` on a
    server, `<stem>_gw0<suffix>` for a SQLite file), dropping a leftover one;
-2. creates the engine, with the SQLite SAVEPOINT fix for pysqlite/aiosqlite;
-3. creates the tables of the metadata that do not exist yet;
+2. creates the engine, with the SQLite SAVEPOINT fix for pysqlite/aiosqlite,
+   and, for a SQLite file in pytest's temporary directory, commits that do
+   not wait for the disk;
+3. creates the tables of the metadata that do not exist yet, or, with
+   `oneloop_db_schema = alembic:PATH`, runs the migrations (`_alembic`);
 
 and on the way out drops those tables, disposes of the engine and drops the
 worker's database. Tables that existed before are left as they were, so
 the database ends the session holding exactly what it held before.
+
+On PostgreSQL under pytest-xdist, and with `--reuse-db`, steps 1 and 3 are
+`_templates` instead: the worker's database is a copy of a template that
+has the schema, and it may be kept for the next session.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     import pytest
-    from sqlalchemy import URL, Connection, MetaData, Table
+    from sqlalchemy import URL, Connection, Dialect, MetaData, Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _SQLITE_DRIVERS = frozenset({"aiosqlite", "pysqlite"})
@@ -63,8 +70,11 @@ def reason(exc: BaseException, url: URL) -> str:
     return scrub(text, url)
 
 
-def make_engine(url: URL, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for `url`; SQLite files get SAVEPOINTs that really nest."""
+def make_engine(url: URL, *, durable: bool = True, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for `url`; SQLite files get SAVEPOINTs that really nest.
+
+    `durable=False` (a throwaway SQLite file): commits do not wait for the disk.
+    """
     __tracebackhide__ = True
     require("sqlalchemy", "greenlet")
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -84,11 +94,11 @@ def make_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         problem = reason(exc, url)
         fail(f"oneloop: cannot use the database URL {mask_url(url)!r}: {problem}. {URL_HELP}")
     if url.get_backend_name() == "sqlite" and url.get_driver_name() in _SQLITE_DRIVERS:
-        _emit_begin_ourselves(engine)
+        _emit_begin_ourselves(engine, durable=durable)
     return engine
 
 
-def _emit_begin_ourselves(engine: AsyncEngine) -> None:
+def _emit_begin_ourselves(engine: AsyncEngine, *, durable: bool) -> None:
     """SQLAlchemy's documented recipe so SQLite SAVEPOINTs join the transaction.
 
     sqlite3 (and aiosqlite over it) emits BEGIN only before DML, so on Python
@@ -100,11 +110,19 @@ def _emit_begin_ourselves(engine: AsyncEngine) -> None:
     one call into the connection's thread, where a statement through
     SQLAlchemy's cursor takes three (open the cursor, execute, close it).
     Every test's outer transaction starts with it.
+
+    A database that is not `durable` also gets `PRAGMA synchronous = OFF` on
+    each connection: a COMMIT then leaves the writing to the operating system
+    instead of waiting for the disk, which only a power cut can tell apart.
     """
     from sqlalchemy import event
 
     def on_connect(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.isolation_level = None
+        if not durable:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA synchronous = OFF")
+            cursor.close()
 
     def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN")
@@ -134,24 +152,116 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 @contextlib.asynccontextmanager
-async def session_engine(
-    url_value: str | URL, metadata_value: object, worker: str | None
+async def session_engine(  # noqa: PLR0913 - each is one setting of db_engine's
+    url_value: str | URL,
+    metadata_value: object,
+    worker: str | None,
+    scratch: Path,
+    *,
+    alembic: Path | None = None,
+    check: bool = False,
+    reuse: bool = False,
+    templates: bool = True,
 ) -> AsyncIterator[AsyncEngine]:
-    """The engine of the session: database, schema, then the cleanup (module docstring)."""
+    """The engine of the session: database, schema, then the cleanup (module docstring).
+
+    `scratch` is pytest's temporary directory: a SQLite file in it is thrown
+    away with it, so its commits need not wait for the disk. With `alembic`
+    (an alembic.ini) the schema comes from its migrations, checked against
+    the metadata when `check` is true, instead of from the metadata. On
+    PostgreSQL, xdist workers copy their database from a template built once
+    (unless `templates` is false), and `reuse` keeps the databases for the
+    next session (`_templates`).
+    """
     __tracebackhide__ = True
     url = parse_url(url_value)
     metadata = as_metadata(metadata_value, "the db_metadata fixture's value")
+    if _on_server(url, "postgresql") and (reuse or (templates and worker is not None)):
+        async with _copied_engine(
+            url, metadata, worker, alembic, check=check, reuse=reuse, templates=templates
+        ) as engine:
+            yield engine
+        return
     async with _worker_database(url, worker) as test_url:
-        engine = make_engine(test_url)
+        engine = make_engine(test_url, durable=not _sqlite_file_in(test_url, scratch))
         try:
-            async with _schema(engine, metadata):
+            if alembic is None:
+                schema = _schema(engine, metadata)
+            else:
+                from pytest_oneloop.sqlalchemy._alembic import migrated
+
+                schema = migrated(engine, alembic, metadata, check=check)
+            async with schema:
                 yield engine
         finally:
             await engine.dispose()
 
 
+def _on_server(url: URL, backend: str) -> bool:
+    return url.get_backend_name() == backend and bool(url.database)
+
+
+@contextlib.asynccontextmanager
+async def _copied_engine(  # noqa: PLR0913 - each is one setting of db_engine's
+    url: URL,
+    metadata: MetaData,
+    worker: str | None,
+    alembic: Path | None,
+    *,
+    check: bool,
+    reuse: bool,
+    templates: bool,
+) -> AsyncIterator[AsyncEngine]:
+    """The engine of a worker database made by `_templates`, which also drops it."""
+    __tracebackhide__ = True
+    from pytest_oneloop.sqlalchemy import _alembic, _templates
+
+    def fingerprint_parts(dialect: Dialect) -> list[str]:
+        tables = _templates.metadata_ddl(metadata, dialect) if alembic is None or check else []
+        return tables if alembic is None else [*_alembic.revision_fingerprint(alembic), *tables]
+
+    async def build(engine: AsyncEngine) -> None:
+        __tracebackhide__ = True
+        if alembic is None:
+            await _create_tables(engine, metadata)
+        else:
+            await _alembic.migrate(engine, alembic, metadata, check=check)
+
+    async with _templates.worker_database(
+        url, worker or "main", fingerprint_parts, build, reuse=reuse, template=templates
+    ) as test_url:
+        engine = make_engine(test_url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+def _sqlite_file_in(url: URL, directory: Path) -> bool:
+    """Whether `url` is a SQLite database file inside `directory`."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    if url.query.get("uri") or database.startswith("file:"):
+        return False
+    return Path(database).resolve().is_relative_to(directory.resolve())
+
+
 @contextlib.asynccontextmanager
 async def _schema(engine: AsyncEngine, metadata: MetaData) -> AsyncIterator[None]:
+    created = await _create_tables(engine, metadata)
+    try:
+        yield
+    finally:
+        if created:
+            async with connect(engine) as connection:
+                await connection.run_sync(metadata.drop_all, tables=created)
+                await connection.commit()
+
+
+async def _create_tables(engine: AsyncEngine, metadata: MetaData) -> list[Table]:
+    """Create the tables of `metadata` that do not exist yet; the ones it created."""
+    __tracebackhide__ = True
     async with connect(engine) as connection:
         try:
             created = await connection.run_sync(_create_missing, metadata)
@@ -161,13 +271,7 @@ async def _schema(engine: AsyncEngine, metadata: MetaData) -> AsyncIterator[None
                 f"oneloop: cannot create the tables of db_metadata in {mask_url(engine.url)!r}: "
                 f"{reason(exc, engine.url)}"
             )
-    try:
-        yield
-    finally:
-        if created:
-            async with connect(engine) as connection:
-                await connection.run_sync(metadata.drop_all, tables=created)
-                await connection.commit()
+    return created
 
 
 def _create_missing(connection: Connection, metadata: MetaData) -> list[Table]:
@@ -200,18 +304,18 @@ async def _worker_database(url: URL, worker: str | None) -> AsyncIterator[URL]:
             _remove_sqlite_files(path)
     else:
         name = f"{url.database}_{worker}"
-        admin = make_engine(url, isolation_level="AUTOCOMMIT", poolclass=_null_pool())
+        admin = make_engine(url, isolation_level="AUTOCOMMIT", poolclass=null_pool())
         try:
             await _recreate_database(admin, name)
             try:
                 yield url.set(database=name)
             finally:
-                await _drop_database(admin, name)
+                await _drop_with(admin, name)
         finally:
             await admin.dispose()
 
 
-def _null_pool() -> type[Any]:
+def null_pool() -> type[Any]:
     from sqlalchemy.pool import NullPool
 
     return NullPool
@@ -224,7 +328,7 @@ def _remove_sqlite_files(path: Path) -> None:
 
 async def _recreate_database(admin: AsyncEngine, name: str) -> None:
     async with connect(admin) as connection:
-        await _drop(connection, name)
+        await drop_database(connection, name)
         quoted = connection.dialect.identifier_preparer.quote(name)
         try:
             await connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
@@ -236,12 +340,12 @@ async def _recreate_database(admin: AsyncEngine, name: str) -> None:
             )
 
 
-async def _drop_database(admin: AsyncEngine, name: str) -> None:
+async def _drop_with(admin: AsyncEngine, name: str) -> None:
     async with connect(admin) as connection:
-        await _drop(connection, name)
+        await drop_database(connection, name)
 
 
-async def _drop(connection: AsyncConnection, name: str) -> None:
+async def drop_database(connection: AsyncConnection, name: str) -> None:
     """Drop the database `name` if it exists, even with a connection a test leaked in it.
 
     On PostgreSQL 13+ `WITH (FORCE)` ends the other sessions in the database.
@@ -259,16 +363,16 @@ async def _drop(connection: AsyncConnection, name: str) -> None:
         return
     forced = f"{statement} WITH (FORCE)"
     for pause in _DROP_RETRY_PAUSES:
-        if await _execute_unless(connection, forced, _INSUFFICIENT_PRIVILEGE):
+        if await execute_unless(connection, forced, _INSUFFICIENT_PRIVILEGE):
             return
-        if await _execute_unless(connection, statement, _OBJECT_IN_USE):
+        if await execute_unless(connection, statement, _OBJECT_IN_USE):
             return
         await asyncio.sleep(pause)
-    if not await _execute_unless(connection, forced, _INSUFFICIENT_PRIVILEGE):
+    if not await execute_unless(connection, forced, _INSUFFICIENT_PRIVILEGE):
         await connection.exec_driver_sql(statement)
 
 
-async def _execute_unless(connection: AsyncConnection, sql: str, sqlstate: str) -> bool:
+async def execute_unless(connection: AsyncConnection, sql: str, sqlstate: str) -> bool:
     """Execute `sql`: True if it succeeded, False if it failed with `sqlstate` (not raised)."""
     try:
         await connection.exec_driver_sql(sql)

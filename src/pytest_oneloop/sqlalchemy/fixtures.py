@@ -30,7 +30,7 @@ COMMIT_FIXTURE = "_oneloop_db_commit"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register `--db-url` and the ini options `oneloop_db_url`, `oneloop_db_metadata`."""
+    """Register `--db-url` and the ini options `oneloop_db_*`."""
     group = parser.getgroup("oneloop")
     group.addoption(
         "--db-url",
@@ -50,6 +50,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         _config.INI_METADATA,
         "Tables the DB fixtures create, as 'package.module:Base' (DeclarativeBase or MetaData).",
         default="",
+    )
+    parser.addini(
+        _config.INI_SCHEMA,
+        "How db_engine builds the schema: 'metadata' (create db_metadata's tables, the "
+        "default) or 'alembic:PATH' (alembic upgrade head with the alembic.ini at PATH).",
+        default="metadata",
+    )
+    group.addoption(
+        "--reuse-db",
+        dest="oneloop_reuse_db",
+        action="store_true",
+        default=None,
+        help="PostgreSQL: keep the test databases for the next run, which uses them as they "
+        "are unless the schema changed. Overrides the oneloop_db_reuse ini option.",
+    )
+    parser.addini(
+        _config.INI_REUSE,
+        "PostgreSQL: keep the test databases between runs, rebuilt when the schema changes "
+        "(like --reuse-db).",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        _config.INI_TEMPLATES,
+        "PostgreSQL under pytest-xdist: build the schema once in a template database and copy "
+        "it for each worker (default); false: build it in each worker's database.",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        _config.INI_CHECK,
+        "With oneloop_db_schema = alembic:PATH, fail if the migrated schema differs from "
+        "db_metadata (Alembic's autogenerate comparison).",
+        type="bool",
+        default=False,
     )
 
 
@@ -106,20 +141,46 @@ def db_metadata(request: pytest.FixtureRequest) -> MetaData:
 
 @pytest.fixture(scope="session")
 async def db_engine(
-    request: pytest.FixtureRequest, db_url: URL | str, db_metadata: MetaData
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    db_url: URL | str,
+    db_metadata: MetaData,
 ) -> AsyncIterator[AsyncEngine]:
     """The session's AsyncEngine for db_url, with db_metadata's tables.
 
     Creates the tables that do not exist yet, drops them at the end and
     disposes of the engine; tables that existed are left as they were.
+    With the ini option `oneloop_db_schema = alembic:path/to/alembic.ini`
+    it runs `alembic upgrade head` instead (env.py gets the test database's
+    URL as sqlalchemy.url), and drops what the migrations created at the
+    end; `oneloop_db_check_migrations = true` also compares the migrated
+    schema with db_metadata and fails on any difference.
     Under pytest-xdist each worker uses its own database, created at start
     and dropped at the end: `<name>_gw0`, ... on a server, `<file>_gw0.db`
-    for SQLite. `db_engine.url` is the database in use.
+    for SQLite. On PostgreSQL the schema is built once, in a template
+    database that each worker's is copied from, and `--reuse-db` (ini
+    `oneloop_db_reuse`) keeps the databases for the next run as long as the
+    schema is the same. `db_engine.url` is the database in use. A SQLite file in
+    pytest's temporary directory (the default) is set to
+    `PRAGMA synchronous = OFF`: its commits do not wait for the disk.
     """
     from pytest_oneloop.sqlalchemy import _engine
 
-    worker = _engine.worker_id(request.config)
-    async with _engine.session_engine(db_url, db_metadata, worker) as engine:
+    config = request.config
+    alembic = _config.alembic_ini(config)
+    check = bool(config.getini(_config.INI_CHECK))
+    worker = _engine.worker_id(config)
+    scratch = tmp_path_factory.getbasetemp()
+    async with _engine.session_engine(
+        db_url,
+        db_metadata,
+        worker,
+        scratch,
+        alembic=alembic,
+        check=check,
+        reuse=_config.reuse_db(config),
+        templates=bool(config.getini(_config.INI_TEMPLATES)),
+    ) as engine:
         yield engine
 
 
