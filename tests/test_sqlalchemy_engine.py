@@ -561,3 +561,34 @@ def test_reuse_db_on_sqlite_changes_nothing(pytester: pytest.Pytester, option: s
         """
     )
     pytester.runpytest(*option.split()).assert_outcomes(passed=1)
+
+
+def test_with_pytest_django_installed_reuse_db_is_its_flag_and_ours_too(
+    pytester: pytest.Pytester,
+) -> None:
+    """Both plugins declaring `--reuse-db` would stop pytest; with pytest-django, it is its flag.
+
+    The stand-in `pytest_django` module declares the flag as pytest-django does
+    (dest `reuse_db`); its being importable is what the plugin checks.
+    """
+    pytester.makepyfile(
+        pytest_django="""
+        def pytest_addoption(parser):
+            parser.getgroup("django").addoption(
+                "--reuse-db", action="store_true", dest="reuse_db", default=False
+            )
+        """,
+        test_reuse="""
+        from pytest_oneloop.sqlalchemy import _config
+
+        def test_reuse(pytestconfig):
+            print("REUSE", _config.reuse_db(pytestconfig))
+        """,
+    )
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "pytest_django", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*REUSE False"])
+    result = pytester.runpytest_subprocess("-p", "pytest_django", "-s", "--reuse-db")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*REUSE True"])

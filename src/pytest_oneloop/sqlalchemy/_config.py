@@ -124,9 +124,12 @@ def configured_url(config: pytest.Config) -> str | None:
 
 
 def reuse_db(config: pytest.Config) -> bool:
-    """Whether the test databases are kept between runs: `--reuse-db`, else the ini option."""
-    flag = config.getoption("oneloop_reuse_db", None)
-    return bool(config.getini(INI_REUSE) if flag is None else flag)
+    """Whether the test databases are kept between runs: `--reuse-db`, else the ini option.
+
+    With pytest-django installed, `--reuse-db` is its flag (dest `reuse_db`).
+    """
+    flag = config.getoption("oneloop_reuse_db", None) or config.getoption("reuse_db", None)
+    return bool(flag or config.getini(INI_REUSE))
 
 
 def require(*modules: str) -> None:

@@ -9,6 +9,7 @@ fixture is set up.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 import pytest
@@ -57,14 +58,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "default) or 'alembic:PATH' (alembic upgrade head with the alembic.ini at PATH).",
         default="metadata",
     )
-    group.addoption(
-        "--reuse-db",
-        dest="oneloop_reuse_db",
-        action="store_true",
-        default=None,
-        help="PostgreSQL: keep the test databases for the next run, which uses them as they "
-        "are unless the schema changed. Overrides the oneloop_db_reuse ini option.",
-    )
+    # pytest-django has a `--reuse-db` of the same meaning; declaring it twice
+    # would stop pytest, whichever plugin loads second. With it installed, the
+    # flag is pytest-django's, and `_config.reuse_db` reads it from there.
+    if importlib.util.find_spec("pytest_django") is None:
+        group.addoption(
+            "--reuse-db",
+            dest="oneloop_reuse_db",
+            action="store_true",
+            default=None,
+            help="PostgreSQL: keep the test databases for the next run, which uses them as "
+            "they are unless the schema changed. Overrides the oneloop_db_reuse ini option.",
+        )
     parser.addini(
         _config.INI_REUSE,
         "PostgreSQL: keep the test databases between runs, rebuilt when the schema changes "
