@@ -278,13 +278,10 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
         result.rc = 99
         _save(work, result)
         return result
-    args = [*recipe.args, *(recipe.reference_args if flavour == "pytest-asyncio" else [])]
-    args += extra_args
-    cmd = [str(python), "-m", "pytest", recipe.tests, *args, "-rfE", "-p", "count_async",
+    (work / "extra_args.json").write_text(json.dumps(extra_args), encoding="utf-8")
+    cmd = [*pytest_command(recipe, flavour, work, extra_args), "-rfE", "-p", "count_async",
            f"--junitxml={work / 'junit.xml'}"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env |= {"PYTHONPATH": str(HERE), "COMPAT_COUNT_OUT": str(work / "async.json")}
-    env.pop("VIRTUAL_ENV", None)
+    env = pytest_env() | {"COMPAT_COUNT_OUT": str(work / "async.json")}
     print("+ cd", src, "&&", shlex.join(cmd), flush=True)
     start = time.perf_counter()
     with (work / "pytest.log").open("w", encoding="utf-8") as log:
@@ -306,6 +303,27 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
         pass
     _save(work, result)
     return result
+
+
+def pytest_command(recipe: Recipe, flavour: str, work: Path, extra_args: list[str]) -> list[str]:
+    """The suite's pytest command in the venv of `work`, before the harness's reporting options."""
+    args = [*recipe.args, *(recipe.reference_args if flavour == "pytest-asyncio" else [])]
+    python = work / "venv" / "bin" / "python"
+    return [str(python), "-m", "pytest", recipe.tests, *args, *extra_args]
+
+
+def pytest_env() -> dict[str, str]:
+    """A suite's environment: no PYTEST* variables, no outer venv, the harness on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PYTHONPATH"] = str(HERE)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def source_dir(work: Path) -> Path:
+    """The unpacked sdist of a run (the directory its suite runs in)."""
+    (top,) = [p for p in (work / "src").iterdir() if p.is_dir()]
+    return top
 
 
 def _save(work: Path, result: Result) -> None:
