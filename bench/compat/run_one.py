@@ -273,6 +273,8 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
         src, extra_args = _install(recipe, flavour, plugin, work, python)
         if flavour == "migrated":
             result.migrate = _migrate(python, src, work)
+            # The rewrite can empty the only pytest table (pytest-httpx's `[tool.pytest]`).
+            _isolate_config(src)
     except (subprocess.CalledProcessError, RuntimeError, ValueError) as exc:
         result.problem = f"install failed: {exc}"
         result.rc = 99
