@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,13 +138,29 @@ def _isolate_config(src: Path) -> None:
     """
     has_config = (
         any((src / name).is_file() for name in CONFIG_FILES)
-        or _mentions(src / "pyproject.toml", "[tool.pytest")
+        or _has_pytest_table(src / "pyproject.toml")
         or _mentions(src / "tox.ini", "[pytest]")
         or _mentions(src / "setup.cfg", "[tool:pytest]")
     )
     if not has_config:
         (src / "pytest.ini").write_text("", encoding="utf-8")
         print(f"+ {src}: the sdist has no pytest config; wrote an empty pytest.ini", flush=True)
+
+
+def _has_pytest_table(path: Path) -> bool:
+    """Whether pytest reads `path` as its config.
+
+    That is `[tool.pytest.ini_options]`, even empty, or a `[tool.pytest]`
+    with a key: pytest 9 ignores an empty `[tool.pytest]`.
+    """
+    if not path.is_file():
+        return False
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    table = data.get("tool", {}).get("pytest", {})
+    return isinstance(table, dict) and ("ini_options" in table or bool(table))
 
 
 def _mentions(path: Path, text: str) -> bool:
@@ -273,7 +290,8 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
         src, extra_args = _install(recipe, flavour, plugin, work, python)
         if flavour == "migrated":
             result.migrate = _migrate(python, src, work)
-            # The rewrite can empty the only pytest table (pytest-httpx's `[tool.pytest]`).
+            # The rewrite can empty the only pytest table (pytest-httpx's `[tool.pytest]`),
+            # which pytest then ignores.
             _isolate_config(src)
     except (subprocess.CalledProcessError, RuntimeError, ValueError) as exc:
         result.problem = f"install failed: {exc}"
