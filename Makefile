@@ -142,7 +142,7 @@ test-stages: lint types $$(foreach m,$$(TEST_PYTHONS),pytest@$$m pytest-uvloop@$
   $$(if $$(filter $$m,$$(OLDEST)),pytest84 pytest-public-loop@$$m))
 
 # Real projects' suites under pytest-asyncio, under this tree, and under this
-# tree after `pytest-oneloop migrate` (needs PyPI; about 20 minutes; not part
+# tree after `pytest-oneloop migrate` (needs PyPI; about 50 minutes; not part
 # of `test`): writes bench/compat/results.md.
 compat:
 	$(PYTHON) bench/compat/run_all.py $(COMPAT_ARGS)

@@ -1,6 +1,7 @@
 """Run every corpus package under pytest-asyncio, under pytest-oneloop, and migrated.
 
     python bench/compat/run_all.py [PACKAGE ...] [--reuse-reference] [--plugin PATH]
+    python bench/compat/run_all.py --speed ROUNDS [PACKAGE ...]
 
 Packages run one at a time, each flavour in a fresh venv (see run_one.py).
 Then every test's outcome under oneloop, and after `pytest-oneloop migrate`
@@ -9,7 +10,8 @@ pytest-asyncio, and `bench/compat/results.md` gets one table row per package
 and one line per test whose outcome differs. A difference is explained by a
 line of `differences.tsv` (package, test pattern, reason); a difference that
 no line explains is marked UNEXPLAINED with the test's own message, and the
-command exits non-zero.
+command exits non-zero. With `--speed`, nothing is installed: the venvs of
+the earlier runs time each suite under both plugins (see speed.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 import run_one
+import speed
 
 HERE = Path(__file__).resolve().parent
 RUN = "(the whole run)"
@@ -170,6 +173,7 @@ def report(packages: list[str], recipes: dict[str, run_one.Recipe]) -> tuple[str
             "| package | exit status: summary |",
         ]
         lines += ["|---|---|", *migrations]
+    lines += speed.report(packages, speed.load())
     lines += ["", "## Arguments", "", "| package | pytest arguments | why |", "|---|---|---|"]
     for package in packages:
         recipe = recipes[package]
@@ -197,6 +201,19 @@ def _differences(
     return compare(package, ref_outcomes, outcomes, load_reasons())
 
 
+def _run_corpus(
+    recipes: dict[str, run_one.Recipe], packages: list[str], plugin: Path, *, reuse_reference: bool
+) -> None:
+    for package in packages:
+        for flavour in run_one.FLAVOURS:
+            work = run_one.workdir(package, flavour)
+            reuse = flavour == "pytest-asyncio" and reuse_reference
+            if reuse and (work / "result.json").is_file():
+                continue
+            result = run_one.run(recipes[package], flavour, plugin, work)
+            print(f"== {package} {flavour}: {_counts(result)} rc={result.rc}", flush=True)
+
+
 def main() -> int:
     """Command line: run the corpus, write results.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -208,6 +225,12 @@ def main() -> int:
         help="keep an earlier pytest-asyncio run of a package when there is one",
     )
     parser.add_argument("--report-only", action="store_true", help="rewrite results.md only")
+    parser.add_argument(
+        "--speed",
+        type=int,
+        metavar="ROUNDS",
+        help="time the suites under both plugins, ROUNDS rounds, in the venvs of earlier runs",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     ns = parser.parse_args()
     recipes = run_one.load_corpus()
@@ -215,15 +238,16 @@ def main() -> int:
     for package in packages:
         if package not in recipes:
             parser.error(f"{package!r} is not in corpus.tsv")
-    if not ns.report_only:
-        for package in packages:
-            for flavour in run_one.FLAVOURS:
-                work = run_one.workdir(package, flavour)
-                reuse = flavour == "pytest-asyncio" and ns.reuse_reference
-                if reuse and (work / "result.json").is_file():
-                    continue
-                result = run_one.run(recipes[package], flavour, ns.plugin.resolve(), work)
-                print(f"== {package} {flavour}: {_counts(result)} rc={result.rc}", flush=True)
+    if ns.speed is not None:
+        if ns.speed < 1:
+            parser.error("--speed needs at least one round")
+        try:
+            speed.measure(recipes, packages, ns.speed)
+        except speed.SpeedError as exc:
+            print(f"speed: {exc}", file=sys.stderr)
+            return 1
+    elif not ns.report_only:
+        _run_corpus(recipes, packages, ns.plugin.resolve(), reuse_reference=ns.reuse_reference)
     text, unexplained = report(packages, recipes)
     ns.out.write_text(text, encoding="utf-8")
     print(text)

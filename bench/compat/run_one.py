@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,13 +138,29 @@ def _isolate_config(src: Path) -> None:
     """
     has_config = (
         any((src / name).is_file() for name in CONFIG_FILES)
-        or _mentions(src / "pyproject.toml", "[tool.pytest")
+        or _has_pytest_table(src / "pyproject.toml")
         or _mentions(src / "tox.ini", "[pytest]")
         or _mentions(src / "setup.cfg", "[tool:pytest]")
     )
     if not has_config:
         (src / "pytest.ini").write_text("", encoding="utf-8")
         print(f"+ {src}: the sdist has no pytest config; wrote an empty pytest.ini", flush=True)
+
+
+def _has_pytest_table(path: Path) -> bool:
+    """Whether pytest reads `path` as its config.
+
+    That is `[tool.pytest.ini_options]`, even empty, or a `[tool.pytest]`
+    with a key: pytest 9 ignores an empty `[tool.pytest]`.
+    """
+    if not path.is_file():
+        return False
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    table = data.get("tool", {}).get("pytest", {})
+    return isinstance(table, dict) and ("ini_options" in table or bool(table))
 
 
 def _mentions(path: Path, text: str) -> bool:
@@ -273,18 +290,18 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
         src, extra_args = _install(recipe, flavour, plugin, work, python)
         if flavour == "migrated":
             result.migrate = _migrate(python, src, work)
+            # The rewrite can empty the only pytest table (pytest-httpx's `[tool.pytest]`),
+            # which pytest then ignores.
+            _isolate_config(src)
     except (subprocess.CalledProcessError, RuntimeError, ValueError) as exc:
         result.problem = f"install failed: {exc}"
         result.rc = 99
         _save(work, result)
         return result
-    args = [*recipe.args, *(recipe.reference_args if flavour == "pytest-asyncio" else [])]
-    args += extra_args
-    cmd = [str(python), "-m", "pytest", recipe.tests, *args, "-rfE", "-p", "count_async",
+    (work / "extra_args.json").write_text(json.dumps(extra_args), encoding="utf-8")
+    cmd = [*pytest_command(recipe, flavour, work, extra_args), "-rfE", "-p", "count_async",
            f"--junitxml={work / 'junit.xml'}"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env |= {"PYTHONPATH": str(HERE), "COMPAT_COUNT_OUT": str(work / "async.json")}
-    env.pop("VIRTUAL_ENV", None)
+    env = pytest_env() | {"COMPAT_COUNT_OUT": str(work / "async.json")}
     print("+ cd", src, "&&", shlex.join(cmd), flush=True)
     start = time.perf_counter()
     with (work / "pytest.log").open("w", encoding="utf-8") as log:
@@ -306,6 +323,27 @@ def run(recipe: Recipe, flavour: str, plugin: Path, work: Path) -> Result:
         pass
     _save(work, result)
     return result
+
+
+def pytest_command(recipe: Recipe, flavour: str, work: Path, extra_args: list[str]) -> list[str]:
+    """The suite's pytest command in the venv of `work`, before the harness's reporting options."""
+    args = [*recipe.args, *(recipe.reference_args if flavour == "pytest-asyncio" else [])]
+    python = work / "venv" / "bin" / "python"
+    return [str(python), "-m", "pytest", recipe.tests, *args, *extra_args]
+
+
+def pytest_env() -> dict[str, str]:
+    """A suite's environment: no PYTEST* variables, no outer venv, the harness on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["PYTHONPATH"] = str(HERE)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def source_dir(work: Path) -> Path:
+    """The unpacked sdist of a run (the directory its suite runs in)."""
+    (top,) = [p for p in (work / "src").iterdir() if p.is_dir()]
+    return top
 
 
 def _save(work: Path, result: Result) -> None:
