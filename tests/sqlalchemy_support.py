@@ -418,3 +418,50 @@ def seed_users(url: str, *names: str) -> None:
             await engine.dispose()
 
     run(go())
+
+
+# No logging sections: env.py's fileConfig() would fail on this file, so a
+# run that passes proves the plugin skipped it.
+ALEMBIC_INI = """
+[alembic]
+script_location = %(here)s/migrations
+prepend_sys_path = .
+path_separator = os
+sqlalchemy.url = driver://user:pass@localhost/dbname
+"""
+
+# What `alembic init -t async` writes, without its comments.
+ENV_PY = """
+import asyncio
+from logging.config import fileConfig
+
+from sqlalchemy import pool
+from sqlalchemy.ext.asyncio import async_engine_from_config
+
+from alembic import context
+
+config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name)
+target_metadata = None
+
+
+def do_run_migrations(connection):
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations():
+    connectable = async_engine_from_config(
+        config.get_section(config.config_ini_section, {}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    async with connectable.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+    await connectable.dispose()
+
+
+asyncio.run(run_async_migrations())
+"""

@@ -94,44 +94,6 @@ def upgrade():
     )
 '''
 
-ALEMBIC_INI = """
-[alembic]
-script_location = %(here)s/migrations
-prepend_sys_path = .
-path_separator = os
-sqlalchemy.url = driver://user:pass@localhost/dbname
-"""
-
-ENV_PY = """
-import asyncio
-
-from alembic import context
-from sqlalchemy import pool
-from sqlalchemy.ext.asyncio import async_engine_from_config
-
-config = context.config
-
-
-def do_run_migrations(connection):
-    context.configure(connection=connection, target_metadata=None)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-async def run_async_migrations():
-    connectable = async_engine_from_config(
-        config.get_section(config.config_ini_section, {}),
-        prefix="sqlalchemy.",
-        poolclass=pool.NullPool,
-    )
-    async with connectable.connect() as connection:
-        await connection.run_sync(do_run_migrations)
-    await connectable.dispose()
-
-
-asyncio.run(run_async_migrations())
-"""
-
 # A session that dies, as a killed CI job does, once its database is made:
 # the controller and its workers, all at once, with no teardown.
 CRASH_CONFTEST = """
@@ -205,10 +167,10 @@ def project(pytester: pytest.Pytester, url: str, *ini_lines: str, count: int = 4
 def migrated_project(pytester: pytest.Pytester, url: str, extra: str = "") -> None:
     """The same, with the users table from a migration that counts its runs in ran.txt."""
     project(pytester, url, "oneloop_db_schema = alembic:alembic.ini")
-    (pytester.path / "alembic.ini").write_text(ALEMBIC_INI)
+    (pytester.path / "alembic.ini").write_text(support.ALEMBIC_INI)
     versions = pytester.path / "migrations" / "versions"
     versions.mkdir(parents=True, exist_ok=True)
-    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
+    (pytester.path / "migrations" / "env.py").write_text(support.ENV_PY)
     (versions / "0001_users.py").write_text(COUNTED_REVISION.format(extra=extra))
 
 

@@ -33,52 +33,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-# No logging sections: env.py's fileConfig() would fail on this file, so a
-# run that passes proves the plugin skipped it.
-ALEMBIC_INI = """
-[alembic]
-script_location = %(here)s/migrations
-prepend_sys_path = .
-path_separator = os
-sqlalchemy.url = driver://user:pass@localhost/dbname
-"""
-
-# What `alembic init -t async` writes, without its comments.
-ENV_PY = """
-import asyncio
-from logging.config import fileConfig
-
-from sqlalchemy import pool
-from sqlalchemy.ext.asyncio import async_engine_from_config
-
-from alembic import context
-
-config = context.config
-if config.config_file_name is not None:
-    fileConfig(config.config_file_name)
-target_metadata = None
-
-
-def do_run_migrations(connection):
-    context.configure(connection=connection, target_metadata=target_metadata)
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-async def run_async_migrations():
-    connectable = async_engine_from_config(
-        config.get_section(config.config_ini_section, {}),
-        prefix="sqlalchemy.",
-        poolclass=pool.NullPool,
-    )
-    async with connectable.connect() as connection:
-        await connection.run_sync(do_run_migrations)
-    await connectable.dispose()
-
-
-asyncio.run(run_async_migrations())
-"""
-
 USERS = '''
 """users"""
 import sqlalchemy as sa
@@ -143,13 +97,13 @@ def alembic_project(
     pytester: pytest.Pytester,
     url: str | None,
     *ini_lines: str,
-    env: str = ENV_PY,
+    env: str = support.ENV_PY,
     extra: str = "pass",
     bio: str = BIO,
 ) -> None:
     """The shared project, with its schema from two Alembic migrations of the same tables."""
     support.make_project(pytester, url, "oneloop_db_schema = alembic:alembic.ini", *ini_lines)
-    (pytester.path / "alembic.ini").write_text(ALEMBIC_INI)
+    (pytester.path / "alembic.ini").write_text(support.ALEMBIC_INI)
     versions = pytester.path / "migrations" / "versions"
     versions.mkdir(parents=True)
     (pytester.path / "migrations" / "env.py").write_text(env)
@@ -299,7 +253,7 @@ def test_checking_the_migrations_lists_what_db_metadata_has_and_they_do_not(
 def test_an_env_py_that_migrates_another_database_is_caught(pytester: pytest.Pytester) -> None:
     """If the test database has no version after the upgrade, the message says why."""
     other = pytester.path / "other.db"
-    env = ENV_PY.replace(
+    env = support.ENV_PY.replace(
         "config.get_section(config.config_ini_section, {}),",
         f"{{'sqlalchemy.url': 'sqlite+aiosqlite:///{other}'}},",
     )
