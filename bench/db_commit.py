@@ -36,7 +36,6 @@ and the ratio commit / rollback. A run that does not end with exactly
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -45,11 +44,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import uuid
 from pathlib import Path
 
 # The script's folder is on sys.path when it runs: the schema is db_isolation's.
 from db_isolation import EXTRA_TABLE, FACTORIES, MODELS, Plan
+from scratch_db import add_pg_url, scratch_database
 
 FLAVOURS = ("rollback", "commit")
 
@@ -147,17 +146,6 @@ def measure(workdir: Path, backend: str, url: str | None, plan: Plan) -> None:
     )
 
 
-async def _autocommit(url: str, statement: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments and measure on SQLite, then on PostgreSQL when a URL is given."""
     parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or "").split("\n")[0])
@@ -166,12 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tables", type=int, default=10, help="tables in the schema, users included (10)"
     )
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("ONELOOP_TEST_PG_URL"),
-        help="PostgreSQL server URL (default: $ONELOOP_TEST_PG_URL); a scratch database "
-        "is created on it",
-    )
+    add_pg_url(parser)
     args = parser.parse_args(argv)
     if min(args.tests, args.rounds, args.tables) < 1:
         parser.error("--tests, --rounds and --tables must be at least 1")
@@ -185,16 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.pg_url:
             print("\npostgresql: not measured: pass --pg-url or set ONELOOP_TEST_PG_URL")
             return
-        from sqlalchemy import make_url
-
-        name = f"oneloop_bench_{uuid.uuid4().hex[:8]}"
-        asyncio.run(_autocommit(args.pg_url, f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.pg_url).set(database=name).render_as_string(hide_password=False)
+        with scratch_database(args.pg_url) as (_, url):
             measure(workdir, "postgresql", url, plan)
-        finally:
-            drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-            asyncio.run(_autocommit(args.pg_url, drop))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

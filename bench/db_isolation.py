@@ -32,7 +32,6 @@ with no target to meet.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import resource
 import shutil
@@ -42,9 +41,11 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+# The script's folder is on sys.path when it runs.
+from scratch_db import add_pg_url, scratch_database
 
 FLAVOURS = ("rollback", "none", "schema")
 TESTS_PER_MODULE = 50
@@ -218,31 +219,6 @@ def measure(workdir: Path, backend: str, url: str, plan: Plan) -> None:
     print(f"  schema / rollback = {speedup:.2f} wall, {cpu_speedup:.2f} cpu")
 
 
-async def _autocommit(url: str, statement: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(statement)
-    finally:
-        await engine.dispose()
-
-
-def postgres(workdir: Path, server_url: str, plan: Plan) -> None:
-    """Measure on a scratch database of the server, dropped afterwards."""
-    from sqlalchemy import make_url
-
-    server = make_url(server_url)
-    name = f"oneloop_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_autocommit(server_url, f'CREATE DATABASE "{name}"'))
-    try:
-        url = server.set(database=name).render_as_string(hide_password=False)
-        measure(workdir, "postgresql", url, plan)
-    finally:
-        asyncio.run(_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse the arguments and measure on SQLite, then on PostgreSQL when a URL is given."""
     parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or "").split("\n")[0])
@@ -251,12 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--tables", type=int, default=10, help="tables in the schema, users included (10)"
     )
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("ONELOOP_TEST_PG_URL"),
-        help="PostgreSQL server URL (default: $ONELOOP_TEST_PG_URL); a scratch database "
-        "is created on it",
-    )
+    add_pg_url(parser)
     args = parser.parse_args(argv)
     plan = Plan(tests=args.tests, rounds=args.rounds, tables=max(1, args.tables))
     print(
@@ -267,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         measure(workdir, "sqlite", f"sqlite+aiosqlite:///{workdir / 'bench.db'}", plan)
         if args.pg_url:
-            postgres(workdir, args.pg_url, plan)
+            with scratch_database(args.pg_url) as (_, url):
+                measure(workdir, "postgresql", url, plan)
         else:
             print("\npostgresql: not measured: pass --pg-url or set ONELOOP_TEST_PG_URL")
     finally:

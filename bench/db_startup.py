@@ -37,7 +37,6 @@ benchmark.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -47,8 +46,10 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
 from pathlib import Path
+
+# The script's folder is on sys.path when it runs.
+from scratch_db import add_pg_url, drop_made_from, scratch_database
 
 WAYS = ("no-template", "template", "reuse-first", "reuse-second")
 ARGS = {
@@ -222,49 +223,20 @@ def run_once(root: Path, url: str, workers: int, way: str) -> tuple[float, float
     return startup, max(readies.values()) - launched
 
 
-async def _autocommit(url: str, *statements: str) -> list[str]:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            for statement in statements:
-                await connection.exec_driver_sql(statement)
-            names = await connection.exec_driver_sql("SELECT datname FROM pg_database")
-            return [str(name) for name in names.scalars()]
-    finally:
-        await engine.dispose()
-
-
-def drop_all(server_url: str, name: str) -> None:
-    """Drop the scratch database `name` and every database the plugin made from it."""
-    made = [d for d in asyncio.run(_autocommit(server_url)) if d.startswith(f"{name}_")]
-    drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in made]
-    asyncio.run(_autocommit(server_url, *drops))
-
-
 def measure(root: Path, server_url: str, workers: int, rounds: int) -> None:
     """Run the four ways in turn for `rounds` rounds; print the medians and the ratios."""
-    from sqlalchemy import make_url
-
-    name = f"oneloop_bench_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_autocommit(server_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     startups: dict[str, list[float]] = {way: [] for way in WAYS}
     walls: dict[str, list[float]] = {way: [] for way in WAYS}
-    try:
+    with scratch_database(server_url) as (name, url):
         for round_ in range(rounds + 1):  # the first is a warm-up: bytecode caches
             for way in WAYS:
                 if way == "reuse-first":
-                    drop_all(server_url, name)
+                    drop_made_from(server_url, name)
                 startup, wall = run_once(root, url, workers, way)
                 if round_:
                     startups[way].append(startup)
                     walls[way].append(wall)
-            drop_all(server_url, name)
-    finally:
-        drop_all(server_url, name)
-        asyncio.run(_autocommit(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_made_from(server_url, name)
     median = {way: statistics.median(values) for way, values in startups.items()}
     print(f"\n{workers} workers, median of {rounds} rounds (spread in brackets)")
     print(f"  {'':<13} {'start-up':>9} {'':<15} {'launch to ready':>15}")
@@ -283,12 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=4, help="pytest-xdist workers (4)")
     parser.add_argument("--migrations", type=int, default=50, help="revisions, one table each")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (3)")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("ONELOOP_TEST_PG_URL"),
-        help="PostgreSQL server URL (default: $ONELOOP_TEST_PG_URL); a scratch database "
-        "is created on it",
-    )
+    add_pg_url(parser)
     args = parser.parse_args(argv)
     if min(args.workers, args.migrations, args.rounds) < 1:
         parser.error("--workers, --migrations and --rounds must be at least 1")
