@@ -10,13 +10,15 @@ It generates a project whose schema comes from `--migrations` Alembic
 revisions, one table each (six columns, an index, a foreign key to the
 table before), with the async env.py of `alembic init -t async`, and
 `oneloop_db_schema = alembic:alembic.ini`; its tests do nothing but take
-`db_session`. Four ways of starting a session of `-n --workers` on a
+`db_session`. Five ways of starting a session of `-n --workers` on a
 scratch database of the server named by --pg-url or ONELOOP_TEST_PG_URL:
 
     no-template   oneloop_db_templates = false: each worker runs the
                   migrations in its own database
     template      the default: one worker runs them in a template database,
                   each copies it (CREATE DATABASE ... TEMPLATE)
+    prebuild      oneloop_db_prebuild = true: the xdist controller builds
+                  the template while the workers start; each copies it
     reuse-first   --reuse-db after the kept databases were dropped: as
                   template, and the databases are kept at the end
     reuse-second  --reuse-db again: the kept databases are used as they are
@@ -27,11 +29,12 @@ test, which includes waiting for another worker to build the template.
 pytest's and xdist's own start-up, and importing SQLAlchemy, asyncpg and
 Alembic (in the generated conftest.py), come before it and are the same
 for every way, so they are left out; the time from the launch of pytest to the
-last worker's first test is printed beside it. Each round runs the four
+last worker's first test is printed beside it. Each round runs the five
 ways in turn after a warm-up round; the report prints the median over the
-rounds and the ratios template / no-template and reuse-second /
-reuse-first. A run that does not end with exactly `N passed` stops the
-benchmark.
+rounds and the ratios template / no-template, prebuild / no-template and
+reuse-second / reuse-first, and the two first ones for the time from
+launch to the last worker's first test. A run that does not end with
+exactly `N passed` stops the benchmark.
 """
 
 from __future__ import annotations
@@ -51,10 +54,11 @@ from pathlib import Path
 # The script's folder is on sys.path when it runs.
 from scratch_db import add_pg_url, drop_made_from, scratch_database
 
-WAYS = ("no-template", "template", "reuse-first", "reuse-second")
+WAYS = ("no-template", "template", "prebuild", "reuse-first", "reuse-second")
 ARGS = {
     "no-template": ["-o", "oneloop_db_templates=false"],
     "template": [],
+    "prebuild": ["-o", "oneloop_db_prebuild=true"],
     "reuse-first": ["--reuse-db"],
     "reuse-second": ["--reuse-db"],
 }
@@ -238,15 +242,19 @@ def measure(root: Path, server_url: str, workers: int, rounds: int) -> None:
                     walls[way].append(wall)
             drop_made_from(server_url, name)
     median = {way: statistics.median(values) for way, values in startups.items()}
+    wall = {way: statistics.median(values) for way, values in walls.items()}
     print(f"\n{workers} workers, median of {rounds} rounds (spread in brackets)")
     print(f"  {'':<13} {'start-up':>9} {'':<15} {'launch to ready':>15}")
     for way in WAYS:
         spread = f"({min(startups[way]):.2f}-{max(startups[way]):.2f})"
-        print(
-            f"  {way:<13} {median[way]:>8.2f}s {spread:<15} {statistics.median(walls[way]):>14.2f}s"
-        )
+        print(f"  {way:<13} {median[way]:>8.2f}s {spread:<15} {wall[way]:>14.2f}s")
     print(f"  template / no-template      = {median['template'] / median['no-template']:.2f}")
+    print(f"  prebuild / no-template      = {median['prebuild'] / median['no-template']:.2f}")
     print(f"  reuse-second / reuse-first  = {median['reuse-second'] / median['reuse-first']:.2f}")
+    print(
+        f"  launch to ready: template / no-template = {wall['template'] / wall['no-template']:.2f}"
+        f", prebuild / no-template = {wall['prebuild'] / wall['no-template']:.2f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

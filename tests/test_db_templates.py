@@ -68,9 +68,11 @@ async def test_records_its_database(n, factory, db_session):
     pathlib.Path(__file__).with_name(f"seen-{{worker}}-{{n}}.json").write_text(json.dumps(seen))
 """
 
-# A migration that notes each time it runs, in the project's directory.
+# A migration that notes each time it runs, and in which process, in the
+# project's directory.
 COUNTED_REVISION = '''
 """users"""
+import os
 import pathlib
 
 import sqlalchemy as sa
@@ -82,7 +84,8 @@ down_revision = None
 
 def upgrade():
     with (pathlib.Path(__file__).parents[2] / "ran.txt").open("a") as ran:
-        ran.write("0001\\n")
+        ran.write(os.environ.get("PYTEST_XDIST_WORKER", "not a worker") + "\\n")
+    {fail}
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -164,14 +167,16 @@ def project(pytester: pytest.Pytester, url: str, *ini_lines: str, count: int = 4
     pytester.makepyfile(test_inner=RECORDING_TESTS.format(count=count))
 
 
-def migrated_project(pytester: pytest.Pytester, url: str, extra: str = "") -> None:
-    """The same, with the users table from a migration that counts its runs in ran.txt."""
+def migrated_project(
+    pytester: pytest.Pytester, url: str, extra: str = "", *, fail: str = ""
+) -> None:
+    """The same, with the users table from a migration that notes its runs in ran.txt."""
     project(pytester, url, "oneloop_db_schema = alembic:alembic.ini")
     (pytester.path / "alembic.ini").write_text(support.ALEMBIC_INI)
     versions = pytester.path / "migrations" / "versions"
     versions.mkdir(parents=True, exist_ok=True)
     (pytester.path / "migrations" / "env.py").write_text(support.ENV_PY)
-    (versions / "0001_users.py").write_text(COUNTED_REVISION.format(extra=extra))
+    (versions / "0001_users.py").write_text(COUNTED_REVISION.format(extra=extra, fail=fail))
 
 
 def run(pytester: pytest.Pytester, *args: str, passed: int = 4) -> dict[str, Any]:
@@ -190,10 +195,15 @@ def run(pytester: pytest.Pytester, *args: str, passed: int = 4) -> dict[str, Any
     return seen
 
 
+def migrations_ran_in(pytester: pytest.Pytester) -> list[str]:
+    """The process each run of the counted migration ran in, in every session so far."""
+    ran = pytester.path / "ran.txt"
+    return ran.read_text().splitlines() if ran.exists() else []
+
+
 def runs_of_the_migration(pytester: pytest.Pytester) -> int:
     """How many times the counted migration ran, in every session so far."""
-    ran = pytester.path / "ran.txt"
-    return len(ran.read_text().splitlines()) if ran.exists() else 0
+    return len(migrations_ran_in(pytester))
 
 
 def test_xdist_workers_copy_one_template_and_everything_is_dropped_at_the_end(
@@ -440,4 +450,96 @@ def test_a_failing_migration_in_the_template_fails_the_tests_and_leaves_nothing(
     result.stdout.fnmatch_lines(
         [f"*oneloop: the migration 0001 (users) failed on '*/{base}_tpl_*': *id*"]
     )
+    assert made_from(database_url) == {}
+
+
+PREBUILD_SUMMARY = (
+    "oneloop: oneloop_db_prebuild: the template database was not built in advance: {problem}"
+)
+
+
+def test_with_oneloop_db_prebuild_the_controller_builds_the_template_the_workers_copy(
+    pytester: pytest.Pytester, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migrations run once, in the xdist controller; the workers only copy; all is dropped."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the controller has none
+    migrated_project(pytester, database_url)
+    seen = run(pytester, "-n", "2", "-o", "oneloop_db_prebuild=true")
+    assert migrations_ran_in(pytester) == ["not a worker"]
+    assert len({template for record in seen.values() for template in record["templates"]}) == 1
+    assert all("email" in record["columns"] for record in seen.values())
+    assert made_from(database_url) == {}
+
+
+def test_a_prebuilt_template_is_kept_with_reuse_db_and_the_next_run_builds_nothing(
+    pytester: pytest.Pytester, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--reuse-db: the controller's template is kept too, and found finished the next time."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    migrated_project(pytester, database_url)
+    prebuild = ("-o", "oneloop_db_prebuild=true")
+    first = run(pytester, "-n", "2", "--reuse-db", *prebuild)
+    kept = made_from(database_url)
+    second = run(pytester, "-n", "2", "--reuse-db", *prebuild)
+    assert migrations_ran_in(pytester) == ["not a worker"]
+    assert {w: r["oid"] for w, r in second.items()} == {w: r["oid"] for w, r in first.items()}
+    assert made_from(database_url) == kept
+    run(pytester, "-n", "2")
+    assert made_from(database_url) == {}
+
+
+def test_a_template_the_controller_cannot_build_is_left_to_the_workers_which_report_it(
+    pytester: pytest.Pytester, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing migration fails the controller's build quietly and each worker's test loudly."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    migrated_project(pytester, database_url, fail='raise RuntimeError("no such column: nowhere")')
+    result = pytester.runpytest_subprocess("-n", "2", "-o", "oneloop_db_prebuild=true", timeout=300)
+    result.assert_outcomes(errors=4)
+    failure = "oneloop: the migration 0001 (users) failed on '*': RuntimeError: no such column: *"
+    result.stdout.fnmatch_lines([failure, PREBUILD_SUMMARY.format(problem=failure)])
+    assert support.pg_password() not in result.stdout.str()
+    ran = migrations_ran_in(pytester)
+    assert ran.count("not a worker") == 1
+    assert len(ran) >= 2  # and a worker tried again
+    assert made_from(database_url) == {}
+
+
+def test_the_summary_says_why_the_controller_built_no_template(
+    pytester: pytest.Pytester, database_url: str
+) -> None:
+    """Where there is nothing to build in advance the tests run as without the option."""
+    project(pytester, database_url, "oneloop_db_prebuild = true", count=2)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-o", "oneloop_db_templates=false", timeout=300
+    )
+    result.assert_outcomes(passed=2)
+    problem = "oneloop_db_templates is false, so there is no template to build"
+    result.stdout.fnmatch_lines([PREBUILD_SUMMARY.format(problem=problem)])
+    pytester.makepyfile(
+        test_inner="""
+        async def test_takes_the_database(db_session):
+            pass
+        """
+    )
+    sqlite = f"sqlite+aiosqlite:///{pytester.path / 'test.db'}"
+    result = pytester.runpytest_subprocess("-n", "2", "--db-url", sqlite, timeout=300)
+    result.assert_outcomes(passed=1)
+    problem = f"templates are made on PostgreSQL only, and the database is '{sqlite}'"
+    result.stdout.fnmatch_lines([PREBUILD_SUMMARY.format(problem=problem)])
+
+
+def test_without_xdist_or_tests_to_run_the_option_does_nothing(
+    pytester: pytest.Pytester, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No controller, or nothing to run: no template is built in advance."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    migrated_project(pytester, database_url)
+    ini = pytester.path / "tox.ini"
+    ini.write_text(ini.read_text().rstrip() + "\noneloop_db_prebuild = true\n")
+    result = pytester.runpytest_subprocess("-n", "2", "--collect-only", timeout=300)
+    assert result.ret == 0
+    assert migrations_ran_in(pytester) == []
+    seen = run(pytester)
+    assert seen["main"]["templates"] == []
     assert made_from(database_url) == {}

@@ -36,6 +36,7 @@ INI_SCHEMA = "oneloop_db_schema"
 INI_CHECK = "oneloop_db_check_migrations"
 INI_REUSE = "oneloop_db_reuse"
 INI_TEMPLATES = "oneloop_db_templates"
+INI_PREBUILD = "oneloop_db_prebuild"
 COMMIT_MARKER = "db_commit"
 COMMIT_MARKER_HELP = (
     f"{COMMIT_MARKER}: db_session commits for real (no outer transaction), and every table "

@@ -40,11 +40,13 @@ from pytest_oneloop.sqlalchemy._config import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     import pytest
     from sqlalchemy import URL, Connection, Dialect, MetaData, Table
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from pytest_oneloop.sqlalchemy._templates import Build
 
 _SQLITE_DRIVERS = frozenset({"aiosqlite", "pysqlite"})
 _DRIVER_EXTRAS = {"asyncpg": INSTALL_POSTGRES, "aiosqlite": INSTALL_SQLALCHEMY}
@@ -214,6 +216,23 @@ async def _copied_engine(  # noqa: PLR0913 - each is one setting of db_engine's
 ) -> AsyncIterator[AsyncEngine]:
     """The engine of a worker database made by `_templates`, which also drops it."""
     __tracebackhide__ = True
+    from pytest_oneloop.sqlalchemy import _templates
+
+    fingerprint_parts, build = schema_recipe(metadata, alembic, check=check)
+    async with _templates.worker_database(
+        url, worker or "main", fingerprint_parts, build, reuse=reuse, template=templates
+    ) as test_url:
+        engine = make_engine(test_url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+def schema_recipe(
+    metadata: MetaData, alembic: Path | None, *, check: bool
+) -> tuple[Callable[[Dialect], list[str]], Build]:
+    """What decides a template's schema (its fingerprint's parts), and how to build it."""
     from pytest_oneloop.sqlalchemy import _alembic, _templates
 
     def fingerprint_parts(dialect: Dialect) -> list[str]:
@@ -227,14 +246,7 @@ async def _copied_engine(  # noqa: PLR0913 - each is one setting of db_engine's
         else:
             await _alembic.migrate(engine, alembic, metadata, check=check)
 
-    async with _templates.worker_database(
-        url, worker or "main", fingerprint_parts, build, reuse=reuse, template=templates
-    ) as test_url:
-        engine = make_engine(test_url)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
+    return fingerprint_parts, build
 
 
 def _sqlite_file_in(url: URL, directory: Path) -> bool:

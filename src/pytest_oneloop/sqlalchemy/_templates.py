@@ -178,6 +178,37 @@ async def worker_database(  # noqa: PLR0913 - each is one setting of the worker'
         await admin.dispose()
 
 
+@contextlib.asynccontextmanager
+async def shared_template(
+    url: URL, fingerprint_parts: Callable[[Dialect], list[str]], build: Build, *, reuse: bool
+) -> AsyncIterator[str]:
+    """The template built before any worker asks for it, and shared for the block.
+
+    The xdist controller's part when `oneloop_db_prebuild` is on (`_prebuild`):
+    it takes the build lock as a worker would and builds the template
+    unless a finished one exists, then holds a share of it like a worker
+    that copied it. A worker that comes later finds it finished and only
+    copies it; the last of them all to leave, this block included, drops
+    it (nothing is dropped with `reuse`). Yields the template's name.
+    """
+    __tracebackhide__ = True
+    assert url.database  # noqa: S101 - the caller sends only server databases here
+    admin = make_engine(url, isolation_level="AUTOCOMMIT", poolclass=null_pool())
+    try:
+        async with connect(admin) as connection:
+            marks = _Marks(url.database, "prebuild", fingerprint(fingerprint_parts(admin.dialect)))
+            async with _build_lock(connection, marks, url):
+                await _build_template(connection, url, marks, build)
+            try:
+                yield marks.template
+            finally:
+                if not reuse:
+                    async with _build_lock(connection, marks, url):
+                        await _drop_template_if_last(connection, marks)
+    finally:
+        await admin.dispose()
+
+
 class _Marks:
     """The names of a worker's databases, and the comments that mark them finished."""
 

@@ -85,6 +85,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=True,
     )
     parser.addini(
+        _config.INI_PREBUILD,
+        "PostgreSQL under pytest-xdist: the controller builds the template while the workers "
+        "start, from the configured URL and oneloop_db_metadata (default: false).",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
         _config.INI_CHECK,
         "With oneloop_db_schema = alembic:PATH, fail if the migrated schema differs from "
         "db_metadata (Alembic's autogenerate comparison).",
@@ -113,6 +120,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             and COMMIT_FIXTURE not in item.fixturenames
         ):
             item.fixturenames = [COMMIT_FIXTURE, *item.fixturenames]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With `oneloop_db_prebuild`, the xdist controller starts building the template."""
+    config = session.config
+    if config.getini(_config.INI_PREBUILD):
+        from pytest_oneloop.sqlalchemy import _prebuild
+
+        if _prebuild.wanted(config):
+            config.pluginmanager.register(_prebuild.Prebuild(config), "oneloop-db-prebuild")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
