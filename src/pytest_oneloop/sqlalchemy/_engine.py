@@ -57,13 +57,24 @@ _BACKGROUND = re.compile(r"\s*\(Background on this error at: \S+\)")
 _INSUFFICIENT_PRIVILEGE = "42501"
 _OBJECT_IN_USE = "55006"
 _DROP_RETRY_PAUSES = (0.2, 0.5, 1.0)
+#: The key of pytest-xdist's `workerinput` under which `_prebuild` hands its mark over.
+PREBUILT_KEY = "oneloop_db_prebuilt"
 
 
 def worker_id(config: pytest.Config) -> str | None:
     """The pytest-xdist worker this process is (`gw0`, ...), or None."""
+    return _worker_input(config, "workerid")
+
+
+def prebuilt_mark(config: pytest.Config) -> str | None:
+    """The mark of the databases the xdist controller copied for its workers, or None."""
+    return _worker_input(config, PREBUILT_KEY)
+
+
+def _worker_input(config: pytest.Config, key: str) -> str | None:
     workerinput = getattr(config, "workerinput", None)
-    worker = workerinput.get("workerid") if isinstance(workerinput, dict) else None
-    return worker if isinstance(worker, str) else None
+    value = workerinput.get(key) if isinstance(workerinput, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def reason(exc: BaseException, url: URL) -> str:
@@ -164,6 +175,7 @@ async def session_engine(  # noqa: PLR0913 - each is one setting of db_engine's
     check: bool = False,
     reuse: bool = False,
     templates: bool = True,
+    prebuilt: str | None = None,
 ) -> AsyncIterator[AsyncEngine]:
     """The engine of the session: database, schema, then the cleanup (module docstring).
 
@@ -173,14 +185,22 @@ async def session_engine(  # noqa: PLR0913 - each is one setting of db_engine's
     the metadata when `check` is true, instead of from the metadata. On
     PostgreSQL, xdist workers copy their database from a template built once
     (unless `templates` is false), and `reuse` keeps the databases for the
-    next session (`_templates`).
+    next session (`_templates`); `prebuilt` is the mark of the databases
+    the xdist controller copied for its workers (`oneloop_db_prebuild`).
     """
     __tracebackhide__ = True
     url = parse_url(url_value)
     metadata = as_metadata(metadata_value, "the db_metadata fixture's value")
     if _on_server(url, "postgresql") and (reuse or (templates and worker is not None)):
         async with _copied_engine(
-            url, metadata, worker, alembic, check=check, reuse=reuse, templates=templates
+            url,
+            metadata,
+            worker,
+            alembic,
+            check=check,
+            reuse=reuse,
+            templates=templates,
+            prebuilt=prebuilt,
         ) as engine:
             yield engine
         return
@@ -213,6 +233,7 @@ async def _copied_engine(  # noqa: PLR0913 - each is one setting of db_engine's
     check: bool,
     reuse: bool,
     templates: bool,
+    prebuilt: str | None,
 ) -> AsyncIterator[AsyncEngine]:
     """The engine of a worker database made by `_templates`, which also drops it."""
     __tracebackhide__ = True
@@ -220,7 +241,13 @@ async def _copied_engine(  # noqa: PLR0913 - each is one setting of db_engine's
 
     fingerprint_parts, build = schema_recipe(metadata, alembic, check=check)
     async with _templates.worker_database(
-        url, worker or "main", fingerprint_parts, build, reuse=reuse, template=templates
+        url,
+        worker or "main",
+        fingerprint_parts,
+        build,
+        reuse=reuse,
+        template=templates,
+        prebuilt=prebuilt,
     ) as test_url:
         engine = make_engine(test_url)
         try:

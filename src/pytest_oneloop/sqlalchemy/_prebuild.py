@@ -4,19 +4,23 @@ Under pytest-xdist the controller has nothing to do while its workers
 start (each imports pytest, the plugins and the project's conftest.py, and
 collects), which takes seconds. With `oneloop_db_prebuild = true` it builds
 the PostgreSQL template database in that time, in a thread with an event
-loop of its own (`_templates.shared_template`), so that the first worker to
-set up `db_engine` finds the template finished and only copies it.
+loop of its own (`_templates.shared_template`), and copies it into each
+worker's database (`gw0` to `gw<n-1>` of `-n <n>`), marked for this
+session with a mark the controller hands each worker as xdist sets it up
+(`pytest_configure_node`). A worker that finds its database so marked when
+it sets up `db_engine` takes it as it is: it neither builds nor copies.
 
 The controller knows the configuration, not the fixtures: it builds for
 the URL of `--db-url`, ONELOOP_DB_URL or `oneloop_db_url`, the metadata of
 `oneloop_db_metadata`, and the schema and check options. Workers whose
 `db_url` or `db_metadata` fixture is overridden in a conftest.py find
 another fingerprint and build their own template, as without the option;
-the controller's is dropped at the end. Nothing that goes wrong in the
+the controller's template and copies are dropped at the end. Nothing that goes wrong in the
 controller stops the session: a template it cannot build is left to the
 workers, which meet the same failure and report it on their tests, and
 the terminal summary says why it was not built in advance. The session
-ends once the build has: a session that ends sooner waits for it.
+ends once the build and the copies have: a session that ends sooner
+waits for them.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import uuid
+from typing import Any
 
 import pytest
 
-from pytest_oneloop.sqlalchemy import _config
+from pytest_oneloop.sqlalchemy import _config, _engine
 
 
 def wanted(config: pytest.Config) -> bool:
@@ -50,11 +56,20 @@ class Prebuild:
         self._started = threading.Event()  # the thread's loop runs, or the thread is done
         self._thread = threading.Thread(target=self._run, name="oneloop-db-prebuild", daemon=True)
         self._url = _config.configured_url(config)
+        # What the copies made for this session's workers are marked with.
+        self._mark = uuid.uuid4().hex
+        count = config.getoption("numprocesses", None)
+        self._workers = [f"gw{index}" for index in range(count)] if isinstance(count, int) else []
         #: Why no template was built in advance, or None.
         self.problem: str | None = None
         #: The name of the template the controller shares, once it is built.
         self.template: str | None = None
         self._thread.start()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:  # xdist's WorkerController
+        """Hand each worker the mark of the database copied for it."""
+        node.workerinput[_engine.PREBUILT_KEY] = self._mark
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
@@ -103,7 +118,7 @@ class Prebuild:
         if not config.getini(_config.INI_TEMPLATES):
             self.problem = f"{_config.INI_TEMPLATES} is false, so there is no template to build"
             return
-        from pytest_oneloop.sqlalchemy import _engine, _templates
+        from pytest_oneloop.sqlalchemy import _templates
 
         fingerprint_parts, build = _engine.schema_recipe(
             _config.load_metadata(config),
@@ -111,7 +126,12 @@ class Prebuild:
             check=bool(config.getini(_config.INI_CHECK)),
         )
         async with _templates.shared_template(
-            url, fingerprint_parts, build, reuse=_config.reuse_db(config)
+            url,
+            fingerprint_parts,
+            build,
+            reuse=_config.reuse_db(config),
+            workers=self._workers,
+            mark=self._mark,
         ) as template:
             self.template = template
             await self._release.wait()

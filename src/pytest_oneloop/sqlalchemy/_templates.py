@@ -39,6 +39,17 @@ marked, in its PostgreSQL comment, with the fingerprint it was built with
 once the session has finished with it, and the next session with the same
 fingerprint uses it as it is. The mark is removed when a session starts
 using the database, so one that crashed leaves it unmarked, and rebuilt.
+
+With `oneloop_db_prebuild` the xdist controller does the building before
+its workers start (`shared_template`): under the build lock it builds the
+template, takes a share of it, and copies it into every worker database
+that no session claims, each marked in its comment with the fingerprint
+and a mark of this session that the controller hands its workers. A
+worker that finds its database so marked takes it as it is, as it would a
+kept one; other workers, and the next session, see it as one more worker
+database that must not be dropped while the mark is this session's. At
+the end the controller drops the copies no worker took, then gives its
+share up like a worker.
 """
 
 from __future__ import annotations
@@ -130,22 +141,28 @@ async def worker_database(  # noqa: PLR0913 - each is one setting of the worker'
     *,
     reuse: bool,
     template: bool,
+    prebuilt: str | None = None,
 ) -> AsyncIterator[URL]:
     """The URL of the worker's database, with the schema, for the block (module docstring).
 
     `template=False` builds the schema in the worker's database itself,
-    which `--reuse-db` can still keep.
+    which `--reuse-db` can still keep. `prebuilt` is the mark of the
+    session's controller (`shared_template`): a database it copied for
+    this worker is used as it is.
     """
     __tracebackhide__ = True
     assert url.database  # noqa: S101 - the caller sends only server databases here
     admin = make_engine(url, isolation_level="AUTOCOMMIT", poolclass=null_pool())
     try:
         async with connect(admin) as connection:
-            marks = _Marks(url.database, worker, fingerprint(fingerprint_parts(admin.dialect)))
+            marks = _Marks(
+                url.database, worker, fingerprint(fingerprint_parts(admin.dialect)), prebuilt
+            )
             async with _build_lock(connection, marks, url):
                 await _claim(connection, marks, url)
                 await _drop_stale(connection, marks, reuse=reuse)
-                reused = reuse and await _comment(connection, marks.worker) == marks.finished
+                comment = await _comment(connection, marks.worker)
+                reused = (reuse and comment == marks.finished) or marks.is_copy(comment)
                 if reused:
                     await _set_comment(connection, marks.worker, None)
                 elif template:
@@ -179,49 +196,99 @@ async def worker_database(  # noqa: PLR0913 - each is one setting of the worker'
 
 
 @contextlib.asynccontextmanager
-async def shared_template(
-    url: URL, fingerprint_parts: Callable[[Dialect], list[str]], build: Build, *, reuse: bool
+async def shared_template(  # noqa: PLR0913 - each is one setting of the workers' databases
+    url: URL,
+    fingerprint_parts: Callable[[Dialect], list[str]],
+    build: Build,
+    *,
+    reuse: bool,
+    workers: list[str],
+    mark: str,
 ) -> AsyncIterator[str]:
-    """The template built before any worker asks for it, and shared for the block.
+    """The template, and a copy of it for each of `workers`, made before any worker asks.
 
-    The xdist controller's part when `oneloop_db_prebuild` is on (`_prebuild`):
-    it takes the build lock as a worker would and builds the template
-    unless a finished one exists, then holds a share of it like a worker
-    that copied it. A worker that comes later finds it finished and only
-    copies it; the last of them all to leave, this block included, drops
-    it (nothing is dropped with `reuse`). Yields the template's name.
+    The xdist controller's part when `oneloop_db_prebuild` is on (`_prebuild`).
+    Under the build lock, as a worker would, it builds the template unless
+    a finished one exists and takes a share of it. Then it copies it into
+    each worker's database that no running session claims (a kept one
+    that `reuse` can use as it is is left alone), and comments each copy
+    with `mark`, which the controller hands its workers: a worker that
+    finds its database so marked, under the build lock, takes it as it is.
+    At the end, under the build lock again, it drops the copies no worker
+    took and, unless `reuse`, the template if it is the last to share it.
+    Yields the template's name.
     """
     __tracebackhide__ = True
     assert url.database  # noqa: S101 - the caller sends only server databases here
     admin = make_engine(url, isolation_level="AUTOCOMMIT", poolclass=null_pool())
     try:
         async with connect(admin) as connection:
-            marks = _Marks(url.database, "prebuild", fingerprint(fingerprint_parts(admin.dialect)))
+            marks = _Marks(url.database, "", fingerprint(fingerprint_parts(admin.dialect)), mark)
+            names = [f"{url.database}_{worker}" for worker in workers]
             async with _build_lock(connection, marks, url):
                 await _build_template(connection, url, marks, build)
+                for name in names:
+                    await _copy_ahead(connection, url, marks, name, reuse=reuse)
             try:
                 yield marks.template
             finally:
-                if not reuse:
-                    async with _build_lock(connection, marks, url):
+                async with _build_lock(connection, marks, url):
+                    for name in names:
+                        await _drop_if_untaken(connection, marks, name)
+                    if not reuse:
                         await _drop_template_if_last(connection, marks)
     finally:
         await admin.dispose()
 
 
+async def _copy_ahead(
+    connection: AsyncConnection, url: URL, marks: _Marks, name: str, *, reuse: bool
+) -> None:
+    """Copy the template into the worker database `name`, marked, unless it is in use or kept."""
+    __tracebackhide__ = True
+    if not await _try_lock(connection, name):
+        return  # another running session's
+    try:
+        if reuse and await _comment(connection, name) == marks.finished:
+            return
+        await drop_database(connection, name)
+        await _create(connection, url, name, marks.what, template=marks.template)
+        await _set_comment(connection, name, marks.copied)
+    finally:
+        await _unlock(connection, name)
+
+
+async def _drop_if_untaken(connection: AsyncConnection, marks: _Marks, name: str) -> None:
+    """Drop a copy `_copy_ahead` made that no worker took (it is still marked)."""
+    if await _try_lock(connection, name):
+        try:
+            if marks.is_copy(await _comment(connection, name)):
+                await drop_database(connection, name)
+        finally:
+            await _unlock(connection, name)
+
+
 class _Marks:
     """The names of a worker's databases, and the comments that mark them finished."""
 
-    def __init__(self, database: str, worker: str, fingerprint_: str) -> None:
+    def __init__(
+        self, database: str, worker: str, fingerprint_: str, prebuilt: str | None = None
+    ) -> None:
         self.database = database
         self.worker = f"{database}_{worker}"
         self.what = "the database" if worker == "main" else "the pytest-xdist worker database"
         self.template = template_name(database, fingerprint_)
         self.built = f"{_FORMAT} template {fingerprint_}"
         self.finished = f"{_FORMAT} reusable {fingerprint_}"
+        # A copy the controller made for this session's workers (shared_template).
+        self.copied = None if prebuilt is None else f"{_FORMAT} copy {fingerprint_} {prebuilt}"
         template_stem = self.template.removesuffix(f"_tpl_{fingerprint_}")
         self.stale_template = re.compile(rf"{re.escape(template_stem)}_tpl_[0-9a-f]+")
         self.stale_worker = re.compile(rf"{re.escape(database)}_(gw[0-9]+|main)")
+
+    def is_copy(self, comment: str | None) -> bool:
+        """Whether `comment` marks a copy the controller made for this session's workers."""
+        return self.copied is not None and comment == self.copied
 
 
 async def _try_lock(connection: AsyncConnection, name: str, *, shared: bool = False) -> bool:
@@ -298,7 +365,7 @@ async def _drop_stale(connection: AsyncConnection, marks: _Marks, *, reuse: bool
         if name in {marks.worker, marks.database}:
             continue
         if marks.stale_worker.fullmatch(name):
-            keep = reuse and comment == marks.finished
+            keep = (reuse and comment == marks.finished) or marks.is_copy(comment)
         elif marks.stale_template.fullmatch(name):
             keep = name == marks.template and comment == marks.built
         else:

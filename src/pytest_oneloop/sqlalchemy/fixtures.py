@@ -202,6 +202,7 @@ async def db_engine(
         check=check,
         reuse=_config.reuse_db(config),
         templates=bool(config.getini(_config.INI_TEMPLATES)),
+        prebuilt=_engine.prebuilt_mark(config),
     ) as engine:
         yield engine
 
