@@ -471,13 +471,12 @@ def test_with_oneloop_db_prebuild_the_controller_builds_the_template_the_workers
     assert made_from(database_url) == {}
 
 
-# Tests that all run in one xdist worker, and note the worker databases
-# they see beside their own, with their comments.
+# One test, so one xdist worker: it notes the worker databases it sees
+# beside its own, with their comments.
 SEEING_TESTS = """
 import json
 import pathlib
 
-import pytest
 from sqlalchemy import text
 
 DATABASES = text(
@@ -485,9 +484,7 @@ DATABASES = text(
 )
 
 
-@pytest.mark.xdist_group("database")
-@pytest.mark.parametrize("n", range(2))
-async def test_sees_the_worker_databases(n, db_session):
+async def test_sees_the_worker_databases(db_session):
     own = (await db_session.execute(text("SELECT current_database()"))).scalar_one()
     base = own.rpartition("_")[0]
     seen = {{
@@ -495,8 +492,9 @@ async def test_sees_the_worker_databases(n, db_session):
         for name, comment in (await db_session.execute(DATABASES)).all()
         if name.startswith(f"{{base}}_gw")
     }}
-    path = pathlib.Path(__file__).with_name(f"databases-{{n}}.json")
-    path.write_text(json.dumps({{"own": own, "seen": seen}}))
+    pathlib.Path(__file__).with_name("databases.json").write_text(
+        json.dumps({{"own": own, "seen": seen}})
+    )
 """
 
 
@@ -507,13 +505,11 @@ def test_the_controller_copies_each_workers_database_and_drops_the_one_not_taken
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     migrated_project(pytester, database_url)
     pytester.makepyfile(test_inner=SEEING_TESTS.format())
-    result = pytester.runpytest_subprocess(
-        "-n", "2", "--dist", "loadgroup", "-o", "oneloop_db_prebuild=true", timeout=300
-    )
-    result.assert_outcomes(passed=2)
+    result = pytester.runpytest_subprocess("-n", "2", "-o", "oneloop_db_prebuild=true", timeout=300)
+    result.assert_outcomes(passed=1)
     assert migrations_ran_in(pytester) == ["not a worker"]
     base = make_url(database_url).database
-    record = json.loads((pytester.path / "databases-0.json").read_text())
+    record = json.loads((pytester.path / "databases.json").read_text())
     own = record["own"]
     [other] = {f"{base}_gw0", f"{base}_gw1"} - {own}
     assert record["seen"][own] is None

@@ -189,8 +189,9 @@ async def worker_database(  # noqa: PLR0913 - each is one setting of the worker'
                     await _set_comment(connection, marks.worker, marks.finished)
                 elif not reuse:
                     await drop_database(connection, marks.worker)
-                    async with _build_lock(connection, marks, url):
-                        await _drop_template_if_last(connection, marks)
+                    if template and not reused:  # it shares the template: it copied it
+                        async with _build_lock(connection, marks, url):
+                            await _drop_template_if_last(connection, marks)
     finally:
         await admin.dispose()
 
