@@ -15,10 +15,10 @@ the URL of `--db-url`, ONELOOP_DB_URL or `oneloop_db_url`, the metadata of
 `oneloop_db_metadata`, and the schema and check options. Workers whose
 `db_url` or `db_metadata` fixture is overridden in a conftest.py find
 another fingerprint and build their own template, as without the option;
-the controller's template and copies are dropped at the end. Nothing that goes wrong in the
-controller stops the session: a template it cannot build is left to the
-workers, which meet the same failure and report it on their tests, and
-the terminal summary says why it was not built in advance. The session
+the controller's template and copies are dropped at the end. Nothing that
+goes wrong in the controller stops the session: a template it cannot build
+is left to the workers, which meet the same failure and report it on their
+tests, and the terminal summary says why it was not built in advance. The session
 ends once the build and the copies have: a session that ends sooner
 waits for them.
 """
@@ -39,8 +39,7 @@ from pytest_oneloop.sqlalchemy import _config, _engine
 def wanted(config: pytest.Config) -> bool:
     """Whether this process is an xdist controller that starts workers, to run tests."""
     return (
-        bool(config.getini(_config.INI_PREBUILD))
-        and getattr(config, "workerinput", None) is None
+        getattr(config, "workerinput", None) is None
         and config.getoption("dist", "no") not in {"no", None}
         and not config.getoption("collectonly", default=False)
     )
@@ -62,8 +61,6 @@ class Prebuild:
         self._workers = [f"gw{index}" for index in range(count)] if isinstance(count, int) else []
         #: Why no template was built in advance, or None.
         self.problem: str | None = None
-        #: The name of the template the controller shares, once it is built.
-        self.template: str | None = None
         self._thread.start()
 
     @pytest.hookimpl(optionalhook=True)
@@ -132,8 +129,7 @@ class Prebuild:
             reuse=_config.reuse_db(config),
             workers=self._workers,
             mark=self._mark,
-        ) as template:
-            self.template = template
+        ):
             await self._release.wait()
 
 

@@ -123,7 +123,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """With `oneloop_db_prebuild`, the xdist controller starts building the template."""
+    """With `oneloop_db_prebuild`, the xdist controller starts building (`_prebuild`)."""
     config = session.config
     if config.getini(_config.INI_PREBUILD):
         from pytest_oneloop.sqlalchemy import _prebuild
