@@ -18,9 +18,9 @@ another fingerprint and build their own template, as without the option;
 the controller's template and copies are dropped at the end. Nothing that
 goes wrong in the controller stops the session: a template it cannot build
 is left to the workers, which meet the same failure and report it on their
-tests, and the terminal summary says why it was not built in advance. The session
-ends once the build and the copies have: a session that ends sooner
-waits for them.
+tests, and the terminal summary says why it was not built in advance. The
+session ends once the build and the copies have: a session that ends
+sooner waits for them.
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ async def shared_template(  # noqa: PLR0913 - each is one setting of the workers
     reuse: bool,
     workers: list[str],
     mark: str,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[None]:
     """The template, and a copy of it for each of `workers`, made before any worker asks.
 
     The xdist controller's part when `oneloop_db_prebuild` is on (`_prebuild`).
@@ -217,7 +217,6 @@ async def shared_template(  # noqa: PLR0913 - each is one setting of the workers
     finds its database so marked, under the build lock, takes it as it is.
     At the end, under the build lock again, it drops the copies no worker
     took and, unless `reuse`, the template if it is the last to share it.
-    Yields the template's name.
     """
     __tracebackhide__ = True
     assert url.database  # noqa: S101 - the caller sends only server databases here
@@ -231,7 +230,7 @@ async def shared_template(  # noqa: PLR0913 - each is one setting of the workers
                 for name in names:
                     await _copy_ahead(connection, url, marks, name, reuse=reuse)
             try:
-                yield marks.template
+                yield
             finally:
                 async with _build_lock(connection, marks, url):
                     for name in names:
@@ -261,12 +260,8 @@ async def _copy_ahead(
 
 async def _drop_if_untaken(connection: AsyncConnection, marks: _Marks, name: str) -> None:
     """Drop a copy `_copy_ahead` made that no worker took (it is still marked)."""
-    if await _try_lock(connection, name):
-        try:
-            if marks.is_copy(await _comment(connection, name)):
-                await drop_database(connection, name)
-        finally:
-            await _unlock(connection, name)
+    if marks.is_copy(await _comment(connection, name)):
+        await _drop_unclaimed(connection, name)
 
 
 class _Marks:
@@ -371,11 +366,17 @@ async def _drop_stale(connection: AsyncConnection, marks: _Marks, *, reuse: bool
             keep = name == marks.template and comment == marks.built
         else:
             continue
-        if not keep and await _try_lock(connection, name):
-            try:
-                await drop_database(connection, name)
-            finally:
-                await _unlock(connection, name)
+        if not keep:
+            await _drop_unclaimed(connection, name)
+
+
+async def _drop_unclaimed(connection: AsyncConnection, name: str) -> None:
+    """Drop the database `name` unless a running session claims it; under the build lock."""
+    if await _try_lock(connection, name):
+        try:
+            await drop_database(connection, name)
+        finally:
+            await _unlock(connection, name)
 
 
 async def _build_template(
